@@ -1,0 +1,56 @@
+"""create_app: the aiohttp application, its typed state and the order resources start in.
+
+Start order (cleanup_ctx): PostgreSQL pool, then the real-time layer (bus,
+presence, hub, timers). Shutdown runs in reverse; `on_shutdown` closes
+websockets with 1012 first so clients move to another instance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+from aiohttp import web
+
+from server.config import Settings
+from server.events import ChannelEvents, NoEvents
+from server.middleware import error_middleware
+from store.pg import create_pool
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+EVENTS = web.AppKey("events", ChannelEvents)  # type: ignore[type-abstract]
+
+
+async def _pg_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    assert settings.database_url, "database_url must be resolved before create_app"
+    pool = await create_pool(
+        settings.database_url, min_size=settings.pg_pool_min, max_size=settings.pg_pool_max
+    )
+    app[POOL] = pool
+    yield
+    try:
+        await pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the application; resources open when the runner starts it."""
+    from server import metrics, openapi, realtime
+    from server.routes import admin, analytics, live, ondemand, watch
+
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body)
+    app[SETTINGS] = settings
+    app[EVENTS] = NoEvents()
+    app.cleanup_ctx.append(_pg_ctx)
+    app.router.add_get("/healthz", _health)
+    for module in (live, watch, ondemand, admin, analytics, openapi, metrics, realtime):
+        module.setup(app)
+    return app

@@ -1,0 +1,103 @@
+"""Bearer JWTs for API callers and signed stream tokens for the CDN.
+
+Both are HS256 JWTs. Bearer tokens carry `sub` (user id), `exp` and an optional
+`role: admin`. Stream tokens are bound to stream, session, user and quality,
+so a CDN edge holding the shared key can check a playback request offline.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+import jwt
+from aiohttp import web
+
+from protocol.errors import Forbidden, Unauthorized
+
+ALGORITHM: Final = "HS256"
+STREAM_AUDIENCE: Final = "droptv-cdn"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    user_id: str
+    is_admin: bool = False
+
+
+def mint_bearer(secret: str, user_id: str, *, admin: bool = False, ttl: float = 3600.0) -> str:
+    now = int(time.time())
+    claims: dict[str, object] = {"sub": user_id, "iat": now, "exp": now + int(ttl)}
+    if admin:
+        claims["role"] = "admin"
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify_bearer(secret: str, token: str) -> Caller:
+    """Raise Unauthorized for anything but a valid, unexpired token with a subject."""
+    try:
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]})
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("Token expired", field="Authorization") from None
+    except jwt.PyJWTError:
+        raise Unauthorized("Invalid token", field="Authorization") from None
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise Unauthorized("Invalid token", field="Authorization")
+    return Caller(user_id=sub, is_admin=claims.get("role") == "admin")
+
+
+def bearer_from(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("Authorization must be 'Bearer <token>'", field="Authorization")
+        return token.strip()
+    return None
+
+
+def optional_caller(request: web.Request, secret: str) -> Caller | None:
+    """Public GETs: a token fills `user_state`; a bad one is still a 401, not silently ignored."""
+    token = bearer_from(request)
+    return verify_bearer(secret, token) if token else None
+
+
+def required_caller(request: web.Request, secret: str) -> Caller:
+    token = bearer_from(request)
+    if token is None:
+        raise Unauthorized("Authentication required", field="Authorization")
+    return verify_bearer(secret, token)
+
+
+def required_admin(request: web.Request, secret: str) -> Caller:
+    caller = required_caller(request, secret)
+    if not caller.is_admin:
+        raise Forbidden("Admin role required")
+    return caller
+
+
+@dataclass(frozen=True, slots=True)
+class StreamToken:
+    token: str
+    expires_at: datetime
+
+
+def mint_stream_token(
+    key: str, *, stream_id: str, session_id: str, user_id: str, quality: str, ttl: float,
+    now: float | None = None,
+) -> StreamToken:
+    issued = time.time() if now is None else now
+    exp = int(issued + ttl)
+    claims = {
+        "aud": STREAM_AUDIENCE, "iat": int(issued), "exp": exp,
+        "stream_id": stream_id, "sid": session_id, "sub": user_id, "quality": quality,
+    }
+    return StreamToken(jwt.encode(claims, key, algorithm=ALGORITHM), datetime.fromtimestamp(exp, UTC))
+
+
+def verify_stream_token(key: str, token: str) -> dict[str, object]:
+    """What a CDN edge does: check signature, audience and expiry; return the bound claims."""
+    return dict(jwt.decode(token, key, algorithms=[ALGORITHM], audience=STREAM_AUDIENCE))

@@ -1,0 +1,104 @@
+"""Process-level lifecycle: embedded servers, migrations, the demo world, the event loop.
+
+`run_serve` owns what outlives the application: an embedded PostgreSQL when no
+DATABASE_URL is given (stopped on exit, also after SIGTERM/Ctrl-C), and the
+uvloop event loop the aiohttp app runs on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import uvloop
+from aiohttp import web
+
+from server.config import Settings
+from store.embedded import EmbeddedPostgres
+from store.pg import create_pool, migrate
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def database(settings: Settings) -> Iterator[Settings]:
+    """Yield settings with a database_url, starting an embedded PostgreSQL if there is none."""
+    if settings.database_url:
+        yield settings
+        return
+    pg = EmbeddedPostgres(settings.data_dir / "pgdata").start()
+    log.info("embedded PostgreSQL on %s (data in %s)", pg.url, pg.data_dir)
+    try:
+        yield dataclasses.replace(settings, database_url=pg.url)
+    finally:
+        log.info("stopping embedded PostgreSQL")
+        pg.stop()
+
+
+async def prepare(settings: Settings, *, demo: bool) -> None:
+    """Migrate, then load the demo world if the database has no creators yet."""
+    assert settings.database_url
+    for name in await migrate(settings.database_url):
+        log.info("migrated: %s", name)
+    if demo:
+        from store.demo import load_demo
+
+        pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+        try:
+            if await load_demo(pool, now=datetime.now(UTC)):
+                log.info("loaded the demo world")
+        finally:
+            await pool.close()
+
+
+def run_migrate(settings: Settings) -> int:
+    with database(settings) as s:
+        uvloop.run(prepare(s, demo=False))
+    return 0
+
+
+def run_seed(settings: Settings, *, force: bool) -> int:
+    async def seed(s: Settings) -> None:
+        from store.demo import load_demo
+
+        assert s.database_url
+        await migrate(s.database_url)
+        pool = await create_pool(s.database_url, min_size=1, max_size=2)
+        try:
+            loaded = await load_demo(pool, now=datetime.now(UTC), force=force)
+            print("demo world loaded" if loaded else "data exists; use --force to reload")
+        finally:
+            await pool.close()
+
+    with database(settings) as s:
+        uvloop.run(seed(s))
+    return 0
+
+
+def run_instance(settings: Settings, *, reuse_port: bool = False) -> None:
+    """Serve one instance until SIGTERM/SIGINT; aiohttp runs on_shutdown then cleanup_ctx."""
+    from server.app import create_app
+
+    settings.warn_if_insecure()
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    web.run_app(
+        create_app(settings), host=settings.host, port=settings.port, reuse_port=reuse_port,
+        loop=loop, print=lambda _: log.info("serving on %s:%s", settings.host, settings.port),
+        shutdown_timeout=10.0, access_log=None,
+    )
+
+
+def run_serve(settings: Settings, *, demo: bool = True) -> int:
+    with database(settings) as s:
+        uvloop.run(prepare(s, demo=demo))
+        if s.workers > 1:
+            from server.workers import run_workers
+
+            return run_workers(s)
+        run_instance(s)
+    return 0
