@@ -1,0 +1,108 @@
+"""`serve --workers N`: N instance processes on one port, joined through Redis.
+
+Each worker is a full instance (its own event loop, hub and PostgreSQL pool)
+bound with SO_REUSEPORT, so the kernel spreads new connections over them and
+every core does work. They share state the same way separate machines do:
+through PostgreSQL and the Redis bus. Without a Redis URL the supervisor starts
+an embedded Valkey for them (stopped on exit).
+
+The supervisor forwards SIGTERM/SIGINT to the workers (each drains: sockets
+closed with 1012), waits for them, and restarts a worker that dies on its own,
+with a capped back-off, so a crash costs one worker's sockets, not the port.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing as mp
+import signal
+import time
+import uuid
+from multiprocessing.process import BaseProcess
+from types import FrameType
+from typing import Final
+
+from server.config import Settings
+from store.embedded import EmbeddedValkey
+
+log = logging.getLogger(__name__)
+
+RESTART_BACKOFF_MAX: Final = 10.0
+STOP_TIMEOUT: Final = 20.0
+
+
+def _worker_main(settings: Settings) -> None:
+    from server.runner import run_instance
+
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
+    run_instance(settings, reuse_port=True)
+
+
+class Supervisor:
+    """Keeps `settings.workers` instance processes running until told to stop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.ctx = mp.get_context("spawn")
+        self.procs: dict[int, BaseProcess] = {}
+        self.backoff: dict[int, float] = {}
+        self.stopping = False
+
+    def _spawn(self, slot: int) -> None:
+        worker_settings = dataclasses.replace(
+            self.settings, workers=1, instance_id=f"{self.settings.instance_id or uuid.uuid4().hex[:8]}-w{slot}"
+        )
+        proc = self.ctx.Process(target=_worker_main, args=(worker_settings,), name=f"worker-{slot}")
+        proc.start()
+        self.procs[slot] = proc
+        log.info("worker %d started (pid %s)", slot, proc.pid)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        for slot in range(self.settings.workers):
+            self._spawn(slot)
+        while not self.stopping:
+            for slot, proc in list(self.procs.items()):
+                if proc.is_alive():
+                    self.backoff[slot] = 0.0
+                    continue
+                delay = min(RESTART_BACKOFF_MAX, max(0.5, self.backoff.get(slot, 0.0) * 2))
+                self.backoff[slot] = delay
+                log.error("worker %d exited with %s; restarting in %.1fs", slot, proc.exitcode, delay)
+                time.sleep(delay)
+                if not self.stopping:
+                    self._spawn(slot)
+            time.sleep(0.2)
+        return self._stop_all()
+
+    def _stop_all(self) -> int:
+        for proc in self.procs.values():
+            if proc.is_alive() and proc.pid is not None:
+                proc.terminate()  # SIGTERM: the worker drains
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for proc in self.procs.values():
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+        return 0
+
+
+def run_workers(settings: Settings) -> int:
+    """Run the supervisor; start an embedded Valkey first when no Redis URL is configured."""
+    valkey: EmbeddedValkey | None = None
+    if not settings.redis_url:
+        valkey = EmbeddedValkey().start()
+        log.info("embedded Valkey for %d workers on %s", settings.workers, valkey.url)
+        settings = dataclasses.replace(settings, redis_url=valkey.url)
+    try:
+        return Supervisor(settings).run()
+    finally:
+        if valkey is not None:
+            valkey.stop()
