@@ -25,7 +25,7 @@ import json
 import random
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Self
 
 import aiohttp
 
@@ -80,7 +80,7 @@ class LiveClient:
     def current_url(self) -> str:
         return self.urls[self.url_index % len(self.urls)]
 
-    async def __aenter__(self) -> LiveClient:
+    async def __aenter__(self) -> Self:
         await self.connect()
         return self
 
@@ -110,7 +110,7 @@ class LiveClient:
                 if err.status in (401, 403, 404):
                     raise LiveClosed({401: 4001, 403: 4003, 404: 4004}[err.status], err.message) from err
                 last_error = err
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as err:
+            except (TimeoutError, aiohttp.ClientError, OSError) as err:
                 last_error = err
             else:
                 self.connects += 1

@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, Self
 
 PG_SYSTEM_USER: Final = "embedded_postgres"
 PG_USER: Final = "postgres"
@@ -167,11 +167,10 @@ class EmbeddedPostgres:
             "-c", "full_page_writes=" + ("on" if self.fsync else "off"),
             "-c", "logging_collector=off", "-c", "log_min_messages=warning",
         ]
-        log = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")
-        self.proc = subprocess.Popen(
-            args, stdout=log, stderr=log, start_new_session=True, **_as_kwargs(user),  # type: ignore[call-overload]
-        )
-        log.close()
+        with open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                args, stdout=log, stderr=log, start_new_session=True, **_as_kwargs(user),  # type: ignore[call-overload]
+            )
         _wait_port("127.0.0.1", self.port, self.proc, START_TIMEOUT)
         self._wait_ready(bin_dir)
         return self
@@ -181,7 +180,7 @@ class EmbeddedPostgres:
         while time.monotonic() < deadline:
             ok = subprocess.run(
                 [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_USER],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
             if ok.returncode == 0:
                 return
@@ -206,7 +205,7 @@ class EmbeddedPostgres:
     def kill(self) -> None:
         _stop(self.proc, signal.SIGKILL, 5)
 
-    def __enter__(self) -> EmbeddedPostgres:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -258,7 +257,7 @@ class EmbeddedValkey:
     def kill(self) -> None:
         _stop(self.proc, signal.SIGKILL, 5)
 
-    def __enter__(self) -> EmbeddedValkey:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
