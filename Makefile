@@ -21,7 +21,9 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# wrk drives bench.rest when it can be installed; otherwise bench.rest falls back to aiohttp clients.
 bench: $(STAMP)
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq wrk >/dev/null 2>&1; } || echo "wrk unavailable: bench.rest uses its aiohttp fallback"
 	$(BIN)/python -m bench.all
 
 lint: $(STAMP)
