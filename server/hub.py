@@ -1,0 +1,316 @@
+"""The hub owns this instance's websockets: who watches which channel, and writing to them.
+
+Fan-out. A channel event arrives once per instance (from the bus) already
+encoded; the hub wraps it in one websocket frame (unmasked text frame, no
+compression: none is negotiated) and `transport.write`s the same bytes
+object to every local socket of the channel. No task, queue or copy per
+socket per message: the per-socket cost is a buffer-size read, a compare and
+a write. `epg` differs by the watcher's time zone (`start_time_formatted`),
+so it is rendered once per zone present, not once per socket.
+
+Slow consumers. Before each write the hub reads the socket's unsent bytes
+(`transport.get_write_buffer_size()`): past `ws_soft_limit`, latest-value
+messages (`viewers`) are skipped for it (counted); when a write would take
+it past `ws_hard_limit` it is closed with 4008 and nothing more is written,
+so memory per socket stays below the hard limit whatever the client does.
+A close that cannot be delivered (the client does not read) is given
+`close_timeout` seconds, then the transport is aborted.
+
+Ordering. Channel events of one epoch are delivered in seq order per type:
+an event older than one of the same type already delivered (two instances
+published at the same moment) is dropped, which is safe because every
+channel event is a snapshot of state, not a delta to apply. A socket does not
+get channel events its `hello` already reflects (seq <= hello seq).
+
+Counters for metrics are in `Hub.stats`; reading them needs no lock (one thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import struct
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from protocol.errors import CloseCode
+from protocol.messages import LATEST_VALUE_TYPES
+from server.conn import Conn
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FanoutHistogram", "Hub", "HubStats", "Room", "text_frame"]
+
+FANOUT_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                         2.5, 5.0, 10.0)
+_OP_TEXT: Final = 0x81  # FIN + text
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A complete server-to-client websocket text frame (RFC 6455: unmasked, unfragmented)."""
+    n = len(payload)
+    if n < 126:
+        header = struct.pack("!BB", _OP_TEXT, n)
+    elif n < 65536:
+        header = struct.pack("!BBH", _OP_TEXT, 126, n)
+    else:
+        header = struct.pack("!BBQ", _OP_TEXT, 127, n)
+    return header + payload
+
+
+@dataclass
+class FanoutHistogram:
+    """Delay from event origin (`ts`) to the end of this instance's writes, one sample per event.
+
+    Cumulative-free bucket counts (`counts[i]` = samples <= bounds[i] and > bounds[i-1],
+    the last slot is +Inf); `observers` are called with each sample (e.g. a Prometheus histogram).
+    """
+
+    bounds: tuple[float, ...] = FANOUT_BUCKETS
+    counts: list[int] = field(default_factory=lambda: [0] * (len(FANOUT_BUCKETS) + 1))
+    total: float = 0.0
+    count: int = 0
+    observers: list[Callable[[str, float], None]] = field(default_factory=list)
+
+    def observe(self, type_: str, seconds: float) -> None:
+        seconds = max(0.0, seconds)
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        self.total += seconds
+        self.count += 1
+        for observer in self.observers:
+            observer(type_, seconds)
+
+
+@dataclass
+class HubStats:
+    """Plain counters; `sent`/`skipped` are per server message type, per socket write."""
+
+    sent: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    slow_closes: int = 0
+    opened: int = 0
+    closed: Counter[int] = field(default_factory=Counter)  # by close code we sent
+    client_messages: Counter[str] = field(default_factory=Counter)  # by type, "invalid" for bad ones
+    published: Counter[str] = field(default_factory=Counter)  # events originated here, by type
+    publish_failures: int = 0
+    stale_dropped: int = 0
+    resyncs: int = 0
+    fanout: FanoutHistogram = field(default_factory=FanoutHistogram)
+
+
+class Room:
+    """The local watchers of one channel and the channel's position as seen here."""
+
+    __slots__ = ("channel_id", "conns", "epoch", "last_by_type", "lock", "members", "seq",
+                 "stream_id", "subscribed")
+
+    def __init__(self, channel_id: str) -> None:
+        self.channel_id = channel_id
+        self.conns: set[Conn] = set()
+        self.epoch = ""
+        self.seq = 0
+        self.last_by_type: dict[str, int] = {}
+        self.stream_id: str | None = None
+        # Serializes bus subscribe/unsubscribe of this channel; `members` counts
+        # joins in progress too, so a join racing the last leave keeps the subscription.
+        self.lock = asyncio.Lock()
+        self.members = 0
+        self.subscribed = False
+
+    def advance(self, type_: str, epoch: str, seq: int) -> bool:
+        """Record a channel event; False if it is older than one of its type already seen."""
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self.seq = 0
+            self.last_by_type.clear()
+        if seq <= self.last_by_type.get(type_, 0):
+            return False
+        self.last_by_type[type_] = seq
+        self.seq = max(self.seq, seq)
+        return True
+
+    def position(self, epoch: str, seq: int) -> None:
+        """Adopt a position read from the sequencer (a snapshot), never moving backwards."""
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self.seq = seq
+            self.last_by_type.clear()
+        else:
+            self.seq = max(self.seq, seq)
+
+
+class Hub:
+    def __init__(self, *, soft_limit: int, hard_limit: int, close_timeout: float) -> None:
+        self.soft_limit = soft_limit
+        self.hard_limit = hard_limit
+        self.close_timeout = close_timeout
+        self.rooms: dict[str, Room] = {}
+        self.sessions: dict[str, Conn] = {}
+        self.stats = HubStats()
+        self.draining = False
+        self._closing: set[asyncio.Task[None]] = set()
+
+    # --- registry ------------------------------------------------------------------------
+
+    @property
+    def sockets_open(self) -> int:
+        return len(self.sessions)
+
+    def room(self, channel_id: str) -> Room:
+        room = self.rooms.get(channel_id)
+        if room is None:
+            room = self.rooms[channel_id] = Room(channel_id)
+        return room
+
+    def attach(self, conn: Conn) -> Conn | None:
+        """Register a socket; returns the local socket of the same session it replaces, if any."""
+        previous = self.sessions.get(conn.session_id)
+        self.sessions[conn.session_id] = conn
+        self.room(conn.channel_id).conns.add(conn)
+        self.stats.opened += 1
+        return previous if previous is not conn else None
+
+    def detach(self, conn: Conn) -> None:
+        conn.cancel_timers()
+        room = self.rooms.get(conn.channel_id)
+        if room is not None:
+            room.conns.discard(conn)
+        if self.sessions.get(conn.session_id) is conn:
+            del self.sessions[conn.session_id]
+
+    def drop_room_if_empty(self, room: Room) -> bool:
+        if room.members == 0 and not room.conns and not room.subscribed:
+            if self.rooms.get(room.channel_id) is room:
+                del self.rooms[room.channel_id]
+            return True
+        return False
+
+    # --- writing -------------------------------------------------------------------------
+
+    def broadcast(self, room: Room, type_: str, epoch: str, seq: int, ts: float, *,
+                  frame: bytes | None = None, render: Callable[[str], bytes] | None = None) -> int:
+        """Write one channel event to every local watcher of `room`; returns sockets written.
+
+        Pass the frame, or `render(timezone) -> frame` for zone-dependent events
+        (called once per zone present). Stale events (see module doc) are dropped.
+        """
+        if not room.advance(type_, epoch, seq):
+            self.stats.stale_dropped += 1
+            return 0
+        latest = type_ in LATEST_VALUE_TYPES
+        soft, hard = self.soft_limit, self.hard_limit
+        by_zone: dict[str, bytes] = {}
+        sent = skipped = 0
+        slow: list[Conn] = []
+        for conn in room.conns:
+            if conn.closing or (conn.hello_seq >= seq and conn.hello_epoch == epoch):
+                continue
+            data = frame
+            if data is None:
+                assert render is not None
+                data = by_zone.get(conn.timezone)
+                if data is None:
+                    data = by_zone[conn.timezone] = render(conn.timezone)
+            transport = conn.transport
+            if transport.is_closing():
+                continue
+            pending = transport.get_write_buffer_size()
+            if pending + len(data) > hard:
+                slow.append(conn)
+            elif latest and pending > soft:
+                skipped += 1
+            else:
+                transport.write(data)
+                sent += 1
+        for conn in slow:
+            self.close_slow(conn)
+        stats = self.stats
+        stats.sent[type_] += sent
+        if skipped:
+            stats.skipped[type_] += skipped
+        stats.fanout.observe(type_, time.time() - ts)
+        return sent
+
+    def send(self, conn: Conn, type_: str, payload: bytes) -> bool:
+        """Write one message to one socket, under the same limits; False if not written."""
+        if conn.closing or conn.transport.is_closing():
+            return False
+        data = text_frame(payload)
+        pending = conn.transport.get_write_buffer_size()
+        if pending + len(data) > self.hard_limit:
+            self.close_slow(conn)
+            return False
+        if type_ in LATEST_VALUE_TYPES and pending > self.soft_limit:
+            self.stats.skipped[type_] += 1
+            return False
+        conn.transport.write(data)
+        self.stats.sent[type_] += 1
+        return True
+
+    # --- closing -------------------------------------------------------------------------
+
+    def close_slow(self, conn: Conn) -> None:
+        if not conn.closing:
+            self.stats.slow_closes += 1
+            log.info("closing slow consumer %s (%d bytes unsent)", conn.session_id,
+                     conn.transport.get_write_buffer_size())
+            self.close(conn, CloseCode.TOO_SLOW, "too slow")
+
+    def close(self, conn: Conn, code: int, reason: str = "") -> None:
+        """Start closing a socket with `code`; nothing more is written to it. Idempotent.
+
+        The close frame follows whatever is still buffered. The client gets
+        `close_timeout` seconds to take it and answer; then the transport is aborted,
+        which frees its buffer even if the client never reads again.
+        """
+        if conn.closing:
+            return
+        conn.closing = True
+        conn.cancel_timers()
+        self.stats.closed[int(code)] += 1
+        task = asyncio.get_running_loop().create_task(self._close(conn, code, reason))
+        conn.close_task = task
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _close(self, conn: Conn, code: int, reason: str) -> None:
+        transport = conn.transport
+        deadline = asyncio.get_running_loop().time() + self.close_timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                await conn.ws.close(code=code, message=reason.encode()[:123], drain=False)
+                # aiohttp closed the transport; it still flushes what is buffered
+                # (our close frame last), so wait for that, within the deadline.
+                while transport.get_write_buffer_size():
+                    await asyncio.sleep(0.05)
+        except (TimeoutError, ConnectionError, RuntimeError) as err:
+            log.debug("close %s of %s ended with %r", code, conn.session_id, err)
+        finally:
+            if transport.get_write_buffer_size():
+                transport.abort()
+
+    async def drain(self, code: int = CloseCode.DRAINING, timeout: float | None = None) -> None:
+        """Stop accepting and close every socket with `code`; returns when all are closed."""
+        self.draining = True
+        for conn in list(self.sessions.values()):
+            self.close(conn, code, "instance draining")
+        for room in self.rooms.values():
+            for conn in list(room.conns):
+                self.close(conn, code, "instance draining")
+        await self.wait_closed(timeout)
+
+    async def wait_closed(self, timeout: float | None = None) -> None:
+        pending = list(self._closing)
+        if not pending:
+            return
+        _, still = await asyncio.wait(pending, timeout=timeout or self.close_timeout + 1)
+        for task in still:
+            task.cancel()
+        # gather(return_exceptions) collects the children's cancellation but still
+        # propagates a cancellation of this coroutine.
+        await asyncio.gather(*still, return_exceptions=True)
+

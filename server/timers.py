@@ -1,0 +1,273 @@
+"""Time-driven work: token refresh per socket, and per channel the lease holder's duties.
+
+Token refresh: one `loop.call_at` handle per socket at 80 % of its stream
+token's life; the callback mints and writes in the loop, no task per socket.
+
+Channel duties (one task for all channels): every channel with local
+watchers competes for its publisher lease (renewed every LEASE_RENEW). The
+holder
+- reads the exact viewer count and publishes `viewers` when it changed, at
+  most once per `viewer_interval` (a REST join/leave handled here nudges an
+  earlier check, still never two publishes within the interval);
+- keeps one timer at the channel's next program boundary
+  (protocol.epg.next_boundary), publishes `epg` there and re-arms; a schedule
+  edit re-arms it. No polling of the schedule.
+A holder that dies stops renewing; another instance with watchers takes over
+within LEASE_TTL. Draining releases leases at once.
+
+Session keeper (one task): every session_ttl/3 it marks all local sessions
+alive in one statement; sessions it reports as no longer live get `session`
+and a 4009 close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Final
+
+import asyncpg
+
+from protocol.epg import next_boundary
+from server.conn import Conn
+from store.channels import programs_between
+from store.errors import StoreUnavailable
+from store.keys import LEASE_RENEW, LEASE_TTL
+from store.sessions import get_session, touch_sessions
+
+if TYPE_CHECKING:
+    from server.realtime import Realtime
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ChannelDuties", "SessionKeeper", "schedule_token_refresh"]
+
+TOKEN_REFRESH_SHARE: Final = 0.8
+# A boundary timer sleeps at most this long, then re-reads the schedule (clock drift, far edges).
+EPG_RECHECK: Final = 3600.0
+# A boundary timer that fires this early (loop clock vs wall clock) just re-arms.
+EPG_EARLY: Final = 0.25
+# The span of schedule read around "now" to find the next boundary.
+EPG_SPAN: Final = timedelta(hours=48)
+TOUCH_BATCH: Final = 5000
+_BACKOFF_MAX: Final = 10.0
+
+_FAILURES: Final = (StoreUnavailable, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def schedule_token_refresh(conn: Conn, callback: Callable[[Conn], None]) -> None:
+    """Arm (or re-arm) the socket's refresh at 80 % of its current token's life."""
+    conn.cancel_timers()
+    loop = asyncio.get_running_loop()
+    due = conn.token_issued_at + TOKEN_REFRESH_SHARE * (conn.token_expires_at - conn.token_issued_at)
+    conn.token_timer = loop.call_at(loop.time() + max(0.0, due - time.time()), callback, conn)
+
+
+class _Held:
+    """A channel whose lease this instance holds."""
+
+    __slots__ = ("epg_timer", "last_check", "last_publish", "nudged")
+
+    def __init__(self) -> None:
+        self.epg_timer: asyncio.TimerHandle | None = None
+        self.last_check = float("-inf")
+        self.last_publish = float("-inf")
+        self.nudged = False
+
+    def cancel(self) -> None:
+        if self.epg_timer is not None:
+            self.epg_timer.cancel()
+            self.epg_timer = None
+
+
+class ChannelDuties:
+    def __init__(self, rt: Realtime) -> None:
+        self.rt = rt
+        self.held: dict[str, _Held] = {}
+        self.interval = rt.settings.viewer_interval
+        self._wake = asyncio.Event()
+        self._last_lease = float("-inf")
+
+    # --- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Until cancelled: tend leases, publish viewer changes. Errors are logged, backed off."""
+        loop = asyncio.get_running_loop()
+        period = max(0.05, min(self.interval, LEASE_RENEW))
+        backoff = period
+        while True:
+            try:
+                now = loop.time()
+                if now - self._last_lease >= LEASE_RENEW * 0.9:
+                    self._last_lease = now
+                    await self._tend_leases()
+                await self._check_viewers(loop.time())
+                backoff = period
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("channel duties failed; retrying in %.1fs", backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(period):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    def nudge(self, channel: str) -> None:
+        """A REST request here changed the channel's sessions: check its count soon."""
+        held = self.held.get(channel)
+        if held is not None:
+            held.nudged = True
+            self._wake.set()
+
+    async def _tend_leases(self) -> None:
+        rooms = self.rt.hub.rooms
+        wanted = [ch for ch, room in rooms.items() if room.conns and not self.rt.hub.draining]
+        results = await asyncio.gather(*(self._acquire(ch) for ch in wanted))
+        for channel, got in zip(wanted, results, strict=True):
+            if got and channel not in self.held:
+                self.held[channel] = _Held()
+                log.info("holding the lease of %s", channel)
+                self.rt.spawn(self.arm_epg(channel), f"epg-arm-{channel}")
+            elif not got and channel in self.held:
+                self.held.pop(channel).cancel()
+                log.info("lost the lease of %s", channel)
+        for channel in [ch for ch in self.held if ch not in wanted]:
+            await self.release(channel)
+
+    async def _acquire(self, channel: str) -> bool:
+        try:
+            return await self.rt.leases.acquire(channel, self.rt.instance_id, LEASE_TTL)
+        except StoreUnavailable as err:
+            log.warning("lease of %s unavailable: %r", channel, err)
+            return False
+
+    async def _check_viewers(self, now: float) -> None:
+        due = [ch for ch, h in self.held.items()
+               if now - h.last_publish >= self.interval
+               and (h.nudged or now - h.last_check >= self.interval * 0.95)]
+        if not due:
+            return
+        results = await asyncio.gather(*(self.rt.publish_viewers(ch) for ch in due),
+                                       return_exceptions=True)
+        for channel, result in zip(due, results, strict=True):
+            held = self.held.get(channel)
+            if held is None:
+                continue
+            held.nudged = False
+            held.last_check = now
+            if isinstance(result, BaseException):
+                if isinstance(result, asyncio.CancelledError):
+                    raise result
+                log.warning("viewers of %s: %r", channel, result)
+            elif result:
+                held.last_publish = now
+
+    async def release(self, channel: str) -> None:
+        held = self.held.pop(channel, None)
+        if held is None:
+            return
+        held.cancel()
+        try:
+            await self.rt.leases.release(channel, self.rt.instance_id)
+        except StoreUnavailable as err:
+            log.warning("release of %s: %r (it expires by itself)", channel, err)
+
+    async def release_all(self) -> None:
+        for channel in list(self.held):
+            await self.release(channel)
+
+    # --- EPG boundaries ------------------------------------------------------------------
+
+    def schedule_changed(self, channel: str) -> None:
+        """The schedule was edited (here or elsewhere): re-arm the boundary timer if we hold it."""
+        if channel in self.held:
+            self.rt.spawn(self.arm_epg(channel), f"epg-arm-{channel}")
+
+    async def arm_epg(self, channel: str, after: datetime | None = None) -> None:
+        """Read the schedule and set one timer at the next boundary after `after` (default now)."""
+        if channel not in self.held:
+            return
+        now = datetime.now(UTC)
+        start = max(now, after) if after else now
+        try:
+            programs = await programs_between(self.rt.pool, channel, start - EPG_SPAN, start + EPG_SPAN)
+        except _FAILURES as err:
+            log.warning("schedule of %s unavailable: %r; retrying", channel, err)
+            programs, boundary = [], None
+        else:
+            boundary = next_boundary(programs, start)
+        held = self.held.get(channel)
+        if held is None:
+            return
+        held.cancel()
+        delay = EPG_RECHECK if boundary is None else (boundary - now).total_seconds()
+        if not programs and boundary is None:
+            delay = min(delay, 60.0)
+        loop = asyncio.get_running_loop()
+        held.epg_timer = loop.call_at(loop.time() + max(0.0, min(delay, EPG_RECHECK)),
+                                      self._boundary_due, channel, boundary)
+
+    def _boundary_due(self, channel: str, boundary: datetime | None) -> None:
+        held = self.held.get(channel)
+        if held is not None:
+            held.epg_timer = None
+            self.rt.spawn(self._at_boundary(channel, boundary), f"epg-boundary-{channel}")
+
+    async def _at_boundary(self, channel: str, boundary: datetime | None) -> None:
+        now = datetime.now(UTC)
+        if boundary is None or (boundary - now).total_seconds() > EPG_EARLY:
+            await self.arm_epg(channel)  # a re-check, or woke up too early
+            return
+        at = max(now, boundary)
+        try:
+            await self.rt.publish_epg(channel, at=at)
+        except _FAILURES as err:
+            log.warning("epg of %s at %s not published: %r", channel, at, err)
+        await self.arm_epg(channel, after=at)
+
+
+class SessionKeeper:
+    """Keeps local sessions alive in PostgreSQL and ends sockets whose session is over."""
+
+    def __init__(self, rt: Realtime) -> None:
+        self.rt = rt
+        self.period = max(0.2, rt.settings.session_ttl / 3)
+
+    async def run(self) -> None:
+        backoff = self.period
+        while True:
+            try:
+                await asyncio.sleep(self.period)
+                await self.touch()
+                backoff = self.period
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("touching sessions failed; retrying in %.1fs", backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+
+    async def touch(self) -> None:
+        hub = self.rt.hub
+        ids = [sid for sid, conn in hub.sessions.items() if not conn.closing]
+        live: set[str] = set()
+        for i in range(0, len(ids), TOUCH_BATCH):
+            live.update(await touch_sessions(self.rt.pool, ids[i:i + TOUCH_BATCH]))
+        for sid in ids:
+            if sid in live:
+                continue
+            conn = hub.sessions.get(sid)
+            if conn is None or conn.closing:
+                continue
+            session = await get_session(self.rt.pool, sid)
+            if session is not None and session.ended_at is not None:
+                self.rt.end_conn(conn, "ended", session.end_reason or "ended")
+            else:
+                self.rt.end_conn(conn, "expired", "expired")
