@@ -155,7 +155,8 @@ class LiveClient:
                 continue
             if raw.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
                             aiohttp.WSMsgType.ERROR):
-                code = self._ws.close_code or 1006
+                # The code the server sent wins over what aiohttp records after a failed close reply.
+                code = raw.data if raw.type == aiohttp.WSMsgType.CLOSE else (self._ws.close_code or 1006)
                 self.last_close_code = code
                 await self._ws.close()
                 self._ws = None

@@ -7,6 +7,7 @@ websockets with 1012 first so clients move to another instance.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -38,7 +39,8 @@ async def _pg_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    """Liveness for load balancers; `pid` tells which worker of `--workers N` answered."""
+    return web.json_response({"status": "ok", "pid": os.getpid()})
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -1,62 +1,87 @@
 """`GET /metrics` in the Prometheus text format, per instance.
 
-Each application gets its own registry (several apps may share a process in
-tests). The hub and the bus report through `Metrics`; counting is a dict
-update or a histogram observe, cheap enough for the fan-out path, where it is
-called once per broadcast, not once per socket.
+The hot path keeps plain counters (`server.hub.HubStats`: a Counter update
+per broadcast); this module turns them into Prometheus families only when
+scraped, through a custom collector on a per-application registry (several
+apps may share a process in tests, so nothing goes in the global registry).
 """
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Iterator
+from itertools import accumulate
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-
-disable_created_metrics()  # *_created series double the output and nobody graphs them
-
-FANOUT_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+from prometheus_client.registry import Collector
 
 
-class Metrics:
-    """The instance's counters; names are stable and documented in the README."""
+class RealtimeCollector(Collector):
+    """Reads the hub's and bus's counters at scrape time; names are listed in the README."""
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.sockets_open = Gauge("droptv_ws_sockets_open", "Open watcher websockets", registry=r)
-        self.connects = Counter("droptv_ws_connects", "Websocket upgrades accepted", registry=r)
-        self.closes = Counter("droptv_ws_closes", "Websockets closed by the server, by close code",
-                              ["code"], registry=r)
-        self.sent = Counter("droptv_ws_messages_sent", "Messages written to sockets, by type",
-                            ["type"], registry=r)
-        self.skipped = Counter("droptv_ws_messages_skipped",
-                               "Latest-value messages skipped for slow sockets, by type", ["type"], registry=r)
-        self.slow_closes = Counter("droptv_ws_slow_consumer_closes",
-                                   "Sockets closed with 4008 past the hard buffer limit", registry=r)
-        self.bus_reconnects = Counter("droptv_bus_reconnects", "Reconnections of the Redis bus", registry=r)
-        self.bus_received = Counter("droptv_bus_messages_received", "Bus messages received, by type",
-                                    ["type"], registry=r)
-        self.fanout_delay = Histogram(
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[Metric]:
+        from server.realtime import REALTIME
+
+        rt = self.app.get(REALTIME)
+        if rt is None:
+            return
+        stats = rt.hub.stats
+        yield GaugeMetricFamily("droptv_ws_sockets_open", "Open watcher websockets", value=rt.hub.sockets_open)
+        yield CounterMetricFamily("droptv_ws_connects", "Websocket upgrades accepted", value=stats.opened)
+        closes = CounterMetricFamily("droptv_ws_closes", "Sockets closed by the server, by close code",
+                                     labels=["code"])
+        for code, n in sorted(stats.closed.items()):
+            closes.add_metric([str(code)], n)
+        yield closes
+        for name, doc, counter in (
+            ("droptv_ws_messages_sent", "Messages written to sockets, by type", stats.sent),
+            ("droptv_ws_messages_skipped", "Latest-value messages skipped for slow sockets, by type",
+             stats.skipped),
+            ("droptv_events_published", "Channel events originated on this instance, by type",
+             stats.published),
+            ("droptv_ws_client_messages", "Client messages received, by type (invalid: rejected)",
+             stats.client_messages),
+        ):
+            family = CounterMetricFamily(name, doc, labels=["type"])
+            for type_, n in sorted(counter.items()):
+                family.add_metric([type_], n)
+            yield family
+        yield CounterMetricFamily("droptv_ws_slow_consumer_closes",
+                                  "Sockets closed with 4008 past the hard buffer limit", value=stats.slow_closes)
+        yield CounterMetricFamily("droptv_bus_reconnects", "Reconnections of the Redis bus",
+                                  value=rt.bus_reconnects)
+        yield CounterMetricFamily("droptv_bus_publish_failures", "Events that could not be published",
+                                  value=stats.publish_failures)
+        hist = stats.fanout
+        cumulative = list(accumulate(hist.counts))
+        buckets = [(repr(bound), n) for bound, n in zip(hist.bounds, cumulative, strict=False)]
+        buckets.append(("+Inf", cumulative[-1]))
+        yield HistogramMetricFamily(
             "droptv_fanout_delay_seconds",
-            "Delay from event origin to the write of its frame on this instance's sockets",
-            buckets=FANOUT_BUCKETS, registry=r,
+            "Delay from event origin to the end of its writes on this instance, one sample per event",
+            buckets=buckets, sum_value=hist.total,
         )
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
 
-
-METRICS = web.AppKey("metrics", Metrics)
+def render(app: web.Application) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RealtimeCollector(app))
+    return generate_latest(registry)
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = request.app[METRICS].render()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=render(request.app), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def setup(app: web.Application) -> None:
-    """Create the instance's Metrics before the real-time layer starts (it reports into it)."""
-    app[METRICS] = Metrics()
     app.router.add_get("/metrics", _metrics)
