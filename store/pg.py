@@ -23,9 +23,19 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's per-release RESET ALL / UNLISTEN round trip.
+
+    Safe because no query of ours leaves session state behind: we never SET,
+    LISTEN or take session-level advisory locks on pooled connections (only
+    transaction-scoped ones, released at commit). The migration runner, which
+    does take a session lock, uses its own connection.
+    """
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection,
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=_no_reset,
         command_timeout=30, server_settings={"timezone": "UTC", "application_name": "droptv-live"},
     )
     assert pool is not None
