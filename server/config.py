@@ -32,6 +32,7 @@ class Settings:
     session_ttl: float = 75.0  # seconds without liveness before a session stops counting
     session_max_age: float = 6 * 3600.0  # hard lifetime of a watch session
     heartbeat_interval: int = 30
+    analytics_session_timeout: float = 300.0  # silence after which an analytics session times out
     max_concurrent_sessions: int = 3
     stream_token_ttl: float = 600.0
     viewer_interval: float = 1.0

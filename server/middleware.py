@@ -41,7 +41,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ApiError as err:
         return error_response(err.status, err.message, err.field)
     except web.HTTPRequestEntityTooLarge as err:
-        return error_response(413, f"Request body too large (limit {err.max_size} bytes)", "body")
+        return error_response(413, f"Request body too large: {err.text}", "body")
     except web.HTTPException as err:
         if err.status < 400:
             raise

@@ -64,7 +64,6 @@ create table content (
     views           bigint not null default 0,
     price           numeric(10, 2),
     currency        text,
-    stream_url      text not null,
     published_at    timestamptz not null default now(),
     check (type <> 'ppv' or (price is not null and currency is not null))
 );
@@ -93,11 +92,13 @@ create table ppv_purchases (
     primary key (user_id, content_id)
 );
 
--- A watch session counts as "watching now" while ended_at is null and
--- last_seen_at is within session_ttl (liveness: websocket or REST heartbeat).
+-- A watch session counts as "watching now" while ended_at is null, expires_at is
+-- ahead and last_seen_at is within session_ttl (liveness: websocket or REST heartbeat).
+-- reported_watching is the count this session was last told, for the heartbeat's delta.
 create table watch_sessions (
     session_id    text primary key,
     user_id       text not null,
+    creator_id    text not null references creators on delete cascade,
     channel_id    text not null references channels on delete cascade,
     stream_id     text not null references streams on delete cascade,
     device_type   text not null,
@@ -107,10 +108,12 @@ create table watch_sessions (
     last_seen_at  timestamptz not null default now(),
     expires_at    timestamptz not null,
     ended_at      timestamptz,
-    end_reason    text
+    end_reason    text,
+    reported_watching int not null default 0
 );
-create index watch_sessions_live_by_channel on watch_sessions (channel_id, last_seen_at) where ended_at is null;
+create index watch_sessions_live_by_channel on watch_sessions (channel_id, last_seen_at) include (device_type) where ended_at is null;
 create index watch_sessions_live_by_user on watch_sessions (user_id, last_seen_at) where ended_at is null;
+create index watch_sessions_live_by_stream on watch_sessions (stream_id) where ended_at is null;
 
 -- Peaks only ever rise (greatest()), so late or out-of-order samples never lower them.
 create table channel_peaks_daily (

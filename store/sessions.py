@@ -1,0 +1,216 @@
+"""Watch sessions in PostgreSQL: the single source of truth for who is watching.
+
+Liveness. A session is *live* while `ended_at` is null and `expires_at`
+(started_at + Settings.session_max_age, a hard lifetime) is ahead; it *counts
+as watching now* while it is live and `last_seen_at` is within `session_ttl`.
+Every liveness signal (an open websocket, batched by `touch_sessions`; a REST
+heartbeat) moves `last_seen_at` to PostgreSQL's `now()`, so all instances
+share one clock. A killed instance stops touching and its sessions drop out of
+the counts within `session_ttl`.
+
+A session that merely went quiet (missed liveness) is not ended: a later
+touch brings it back, which lets a player that slept resume. It is ended
+(reason "timeout") when its owner next creates a session: `create_session`
+sweeps the owner's quiet sessions inside the locked transaction, so a quiet
+session can never be revived past the concurrent-session limit.
+
+Concurrency limit. `create_session` takes `pg_advisory_xact_lock` on the
+user id, counts the user's live sessions and inserts in one transaction, so
+the limit holds across instances and under races.
+
+Heartbeat delta. `reported_watching` is the viewer count the session was last
+told (at POST watch and at each heartbeat); `report_viewers` swaps it and
+returns the previous value, so delta = now - previous.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Final
+
+import asyncpg
+import msgspec
+
+__all__ = [
+    "ConcurrentLimitReached",
+    "WatchSession",
+    "create_session",
+    "end_session",
+    "get_session",
+    "live_session_count",
+    "new_session_id",
+    "report_viewers",
+    "touch_sessions",
+    "update_quality",
+    "update_session",
+]
+
+SESSION_PREFIX: Final = "sess_watch_"
+
+_COLUMNS: Final = (
+    "session_id, user_id, creator_id, channel_id, stream_id, device_type, quality, timezone,"
+    " started_at, last_seen_at, expires_at, ended_at, end_reason, reported_watching"
+)
+
+
+class WatchSession(msgspec.Struct, kw_only=True, frozen=True):
+    """One row of watch_sessions. `ended_at` is set once and never changes afterwards."""
+
+    session_id: str
+    user_id: str
+    creator_id: str
+    channel_id: str
+    stream_id: str
+    device_type: str
+    quality: str
+    timezone: str
+    started_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None
+    end_reason: str | None = None
+    reported_watching: int = 0
+
+    def is_live(self, now: datetime) -> bool:
+        """Not ended and within its hard lifetime (`now` from the caller, e.g. PostgreSQL's)."""
+        return self.ended_at is None and now < self.expires_at
+
+
+class ConcurrentLimitReached(Exception):
+    """The user already has `limit` live sessions; nothing was inserted."""
+
+    def __init__(self, user_id: str, limit: int) -> None:
+        super().__init__(f"user {user_id} has {limit} live sessions")
+        self.user_id: Final = user_id
+        self.limit: Final = limit
+
+
+def _row(record: asyncpg.Record) -> WatchSession:
+    return WatchSession(**dict(record))
+
+
+def new_session_id() -> str:
+    """"sess_watch_" and 16 random hex digits: unguessable, so ids leak nothing."""
+    return SESSION_PREFIX + secrets.token_hex(8)
+
+
+async def get_session(pool: asyncpg.Pool, session_id: str) -> WatchSession | None:
+    record = await pool.fetchrow(
+        f"select {_COLUMNS} from watch_sessions where session_id = $1", session_id
+    )
+    return _row(record) if record else None
+
+
+async def create_session(
+    pool: asyncpg.Pool, *, user_id: str, creator_id: str, channel_id: str, stream_id: str,
+    device_type: str, quality: str, timezone: str, ttl: float, max_age: float, limit: int,
+) -> tuple[WatchSession, list[WatchSession]]:
+    """Insert a live session unless the user already has `limit` live ones.
+
+    Returns the new session and the user's quiet sessions this call ended
+    (reason "timeout"), so the caller can tell the real-time layer. Raises
+    `ConcurrentLimitReached` (and changes nothing) at the limit. The per-user
+    advisory lock serializes concurrent creates of one user across instances;
+    it is released at commit or rollback, also when the caller is cancelled.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("select pg_advisory_xact_lock(hashtext($1))", user_id)
+        swept = await conn.fetch(
+            f"update watch_sessions set ended_at = now(), end_reason = 'timeout'"
+            f" where user_id = $1 and ended_at is null"
+            f" and (last_seen_at <= now() - make_interval(secs => $2) or expires_at <= now())"
+            f" returning {_COLUMNS}",
+            user_id, ttl,
+        )
+        live = await conn.fetchval(
+            "select count(*) from watch_sessions where user_id = $1 and ended_at is null", user_id
+        )
+        if live >= limit:
+            raise ConcurrentLimitReached(user_id, limit)
+        record = await conn.fetchrow(
+            f"insert into watch_sessions (session_id, user_id, creator_id, channel_id, stream_id,"
+            f" device_type, quality, timezone, expires_at)"
+            f" values ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9))"
+            f" returning {_COLUMNS}",
+            new_session_id(), user_id, creator_id, channel_id, stream_id, device_type, quality,
+            timezone, max_age,
+        )
+    return _row(record), [_row(r) for r in swept]
+
+
+async def touch_sessions(pool: asyncpg.Pool, session_ids: Sequence[str]) -> list[str]:
+    """Mark sessions alive now, in one statement; return the ids that are still live.
+
+    Ended sessions and those past `expires_at` are not touched and not
+    returned: the caller should close them. Rows are locked in id order, so
+    two overlapping batches from different instances cannot deadlock.
+    """
+    if not session_ids:
+        return []
+    records = await pool.fetch(
+        "with target as ("
+        " select session_id from watch_sessions"
+        " where session_id = any($1::text[]) and ended_at is null and expires_at > now()"
+        " order by session_id for update)"
+        " update watch_sessions w set last_seen_at = now() from target t"
+        " where w.session_id = t.session_id returning w.session_id",
+        list(session_ids),
+    )
+    return [r["session_id"] for r in records]
+
+
+async def update_session(
+    pool: asyncpg.Pool, session_id: str, *, quality: str, device_type: str | None = None
+) -> WatchSession | None:
+    """Change quality (and device, when given) of a live session; None if unknown or not live."""
+    record = await pool.fetchrow(
+        f"update watch_sessions set quality = $2, device_type = coalesce($3, device_type)"
+        f" where session_id = $1 and ended_at is null and expires_at > now() returning {_COLUMNS}",
+        session_id, quality, device_type,
+    )
+    return _row(record) if record else None
+
+
+async def update_quality(pool: asyncpg.Pool, session_id: str, quality: str) -> WatchSession | None:
+    """Change the quality of a live session; None if it is unknown, ended or expired."""
+    return await update_session(pool, session_id, quality=quality)
+
+
+async def end_session(pool: asyncpg.Pool, session_id: str, reason: str) -> WatchSession | None:
+    """End a session; idempotent: a second call returns the first `ended_at` and reason.
+
+    None only if the session does not exist.
+    """
+    record = await pool.fetchrow(
+        f"update watch_sessions set ended_at = coalesce(ended_at, now()),"
+        f" end_reason = coalesce(end_reason, $2) where session_id = $1 returning {_COLUMNS}",
+        session_id, reason,
+    )
+    return _row(record) if record else None
+
+
+async def report_viewers(pool: asyncpg.Pool, session_id: str, watching_now: int) -> int:
+    """Store the count the session is being told now; return the count it was told before."""
+    previous = await pool.fetchval(
+        "update watch_sessions w set reported_watching = $2"
+        " from (select reported_watching from watch_sessions where session_id = $1 for update) old"
+        " where w.session_id = $1 returning old.reported_watching",
+        session_id, watching_now,
+    )
+    return int(previous) if previous is not None else watching_now
+
+
+async def live_session_count(pool: asyncpg.Pool, user_id: str) -> int:
+    """The user's live sessions (not ended, within lifetime), quiet or not."""
+    return int(await pool.fetchval(
+        "select count(*) from watch_sessions"
+        " where user_id = $1 and ended_at is null and expires_at > now()", user_id,
+    ))
+
+
+async def db_now(pool: asyncpg.Pool) -> datetime:
+    """PostgreSQL's clock: the one all instances agree on for session liveness."""
+    value: datetime = await pool.fetchval("select now()")
+    return value
