@@ -48,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--demo", action="store_true", required=True, help="load the demo world")
     seed.add_argument("--force", action="store_true", help="reload even if data exists")
 
+    backends = sub.add_parser("backends", help="run an embedded PostgreSQL and Valkey for several instances",
+                              description="Start an embedded PostgreSQL (data under --data-dir) and "
+                              "an embedded Valkey on fixed loopback ports, print their URLs, and "
+                              "run until Ctrl-C: what a multi-instance run on one machine shares.")
+    backends.add_argument("--data-dir", type=Path, help="where PostgreSQL keeps data (default ./.droptv)")
+    backends.add_argument("--pg-port", type=int, default=5499)
+    backends.add_argument("--redis-port", type=int, default=6399)
+
     token = sub.add_parser("token", help="print a bearer JWT for development",
                            description="Mint a bearer JWT signed with JWT_SECRET (or the development secret).")
     token.add_argument("--user", required=True, help="user id (the token's sub)")
@@ -73,8 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(mint_bearer(settings.jwt_secret, args.user, admin=args.admin, ttl=args.ttl))
         return 0
-    from server.runner import run_migrate, run_seed, run_serve
+    from server.runner import run_backends, run_migrate, run_seed, run_serve
 
+    if args.command == "backends":
+        return run_backends(settings, pg_port=args.pg_port, redis_port=args.redis_port)
     if args.command == "migrate":
         return run_migrate(settings)
     if args.command == "seed":

@@ -18,7 +18,7 @@ import uvloop
 from aiohttp import web
 
 from server.config import Settings
-from store.embedded import EmbeddedPostgres
+from store.embedded import EmbeddedPostgres, EmbeddedValkey
 from store.pg import create_pool, migrate
 
 log = logging.getLogger(__name__)
@@ -101,4 +101,28 @@ def run_serve(settings: Settings, *, demo: bool = True) -> int:
 
             return run_workers(s)
         run_instance(s)
+    return 0
+
+
+def run_backends(settings: Settings, *, pg_port: int, redis_port: int) -> int:
+    """Embedded PostgreSQL (migrated, demo world on first start) and Valkey until SIGINT/SIGTERM."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    pg = EmbeddedPostgres(settings.data_dir / "pgdata", port=pg_port).start()
+    try:
+        valkey = EmbeddedValkey(port=redis_port).start()
+        try:
+            uvloop.run(prepare(dataclasses.replace(settings, database_url=pg.url), demo=True))
+            print(f"DATABASE_URL={pg.url}\nREDIS_URL={valkey.url}", flush=True)
+            try:
+                stop.wait()
+            except KeyboardInterrupt:
+                pass
+        finally:
+            valkey.stop()
+    finally:
+        pg.stop()
     return 0
