@@ -164,8 +164,9 @@ async def _paced(count: int, interval: float, t0: float, fire: Any) -> int:
     """Call `fire(i)` at t0 + i*interval for i < count; bounded in count and time."""
     done = 0
     for i in range(count):
-        delay = t0 + i * interval - time.time()
-        if delay > 0:
+        # asyncio may wake a hair early (clock resolution): never fire before the slot,
+        # or the event's ts would fall before the measuring window's t0.
+        while (delay := t0 + i * interval - time.time()) > 0:
             await asyncio.sleep(delay)
         await fire(i)
         done += 1

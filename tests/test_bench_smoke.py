@@ -45,7 +45,7 @@ def test_floor_and_loadgen_deliver_every_event_once(valkey: EmbeddedValkey, tmp_
     proc = subprocess.run(
         [sys.executable, "-m", "bench.fanout", "--targets", "floor", "--instances", "1",
          "--watchers", str(WATCHERS), "--rate", str(RATE), "--duration", str(DURATION),
-         "--idle", "0.2", "--drain", "0.5", "--clients", "1", "--redis-url", valkey.url,
+         "--idle", "0.2", "--drain", "3", "--clients", "1", "--redis-url", valkey.url,
          "--out", str(tmp_path)],
         check=False, cwd=ROOT, capture_output=True, timeout=90,
     )
