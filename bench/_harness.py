@@ -13,12 +13,14 @@ be reported with what the load generator cost and how busy the host was.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
 import platform
 import resource
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,7 +28,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,13 +102,38 @@ def percentiles(values: Sequence[float] | np.ndarray, scale: float = 1000.0) -> 
             "p99": round(float(p99) * scale, 3), "max": round(float(arr.max()) * scale, 3)}
 
 
-def tree_cpu_seconds(proc: psutil.Process) -> float:
-    """User + system CPU seconds of a process and its live descendants (workers of `--workers`)."""
-    total = 0.0
+def median(values: Iterable[float | None]) -> float | None:
+    """Median of the values that are not None, rounded to 3 places; None when there are none."""
+    vals = [v for v in values if v is not None]
+    return round(float(statistics.median(vals)), 3) if vals else None
+
+
+def merged_latencies(results: Iterable[Mapping[str, Any]]) -> np.ndarray:
+    """The "lat" arrays (float64 bytes) of worker results as one array; empty without results."""
+    arrays = [np.frombuffer(r["lat"], dtype=np.float64) for r in results]
+    return np.concatenate(arrays) if arrays else np.array([], dtype=np.float64)
+
+
+def merged_counts(results: Iterable[Mapping[str, Any]], key: str) -> Counter[Any]:
+    """The sum of the `key` counters (e.g. statuses, errors) of worker results."""
+    total: Counter[Any] = Counter()
+    for r in results:
+        total.update(r[key])
+    return total
+
+
+def _tree(proc: psutil.Process) -> list[psutil.Process]:
+    """A process and its live descendants (workers of `--workers`); the parent alone if gone."""
     procs = [proc]
     with contextlib.suppress(psutil.Error):
         procs += proc.children(recursive=True)
-    for p in procs:
+    return procs
+
+
+def tree_cpu_seconds(proc: psutil.Process) -> float:
+    """User + system CPU seconds of a process and its live descendants (workers of `--workers`)."""
+    total = 0.0
+    for p in _tree(proc):
         with contextlib.suppress(psutil.Error):
             t = p.cpu_times()
             total += t.user + t.system
@@ -114,10 +142,7 @@ def tree_cpu_seconds(proc: psutil.Process) -> float:
 
 def tree_rss(proc: psutil.Process) -> int:
     total = 0
-    procs = [proc]
-    with contextlib.suppress(psutil.Error):
-        procs += proc.children(recursive=True)
-    for p in procs:
+    for p in _tree(proc):
         with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
     return total
@@ -476,10 +501,59 @@ def harness(**kwargs: Any) -> Iterator[Harness]:
         yield h
 
 
-def write_result(name: str, summary: dict[str, Any], out_dir: Path | None = None) -> Path:
-    """Write `summary` to <out_dir>/<name>.json, print it on stdout, return the path."""
+# -- the command line and the result files -------------------------------------------------------
+
+
+def command_parser(module: str, doc: str | None) -> argparse.ArgumentParser:
+    """The parser of `python -m bench.<module>`, with the module's docstring as its help."""
+    return argparse.ArgumentParser(prog=f"python -m bench.{module}", description=doc,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_result_args(parser: argparse.ArgumentParser, name: str) -> None:
+    """`--out DIR` and `--name NAME`: where `write_result` puts NAME.json and NAME.png."""
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help=f"directory for {name}.json and {name}.png")
+    parser.add_argument("--name", default=name, help="base name of the result files")
+
+
+def int_list(text: str) -> list[int]:
+    """A comma list of integers ("1,2, 4"); empty items are skipped."""
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def new_summary(bench: str, method: dict[str, Any]) -> dict[str, Any]:
+    """The head every benchmark's summary starts with: what ran, when, where and how."""
+    return {"bench": bench, "started_at": stamp(), "machine": machine_info(),
+            "command": f"python -m bench.{bench} " + " ".join(sys.argv[1:]), "method": method}
+
+
+def run_main(main: Coroutine[Any, Any, Any]) -> int:
+    """Run a benchmark's `main_async` on uvloop; the exit status, 130 on Ctrl-C or SIGTERM.
+
+    By the time KeyboardInterrupt gets here, `Harness` has stopped every process it started.
+    """
+    import uvloop
+
+    try:
+        uvloop.run(main)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def write_result(name: str, summary: dict[str, Any], out_dir: Path | None = None, *,
+                 chart: Callable[[Path], Any] | None = None) -> Path:
+    """Write `summary` to <out_dir>/<name>.json, print it on stdout, return the path.
+
+    With `chart`, first `chart(<out_dir>/<name>.png)` draws the PNG and summary["chart"] names it.
+    """
     out = out_dir or RESULTS
     out.mkdir(parents=True, exist_ok=True)
+    if chart is not None:
+        png = out / f"{name}.png"
+        chart(png)
+        summary["chart"] = png.name
     path = out / f"{name}.json"
     text = json.dumps(summary, indent=2, sort_keys=False, default=_jsonable)
     path.write_text(text + "\n")

@@ -12,7 +12,6 @@ that produced them and how long each took.
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import subprocess
@@ -21,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
-from bench._harness import RESULTS, ROOT, machine_info, stamp, write_result
+from bench._harness import RESULTS, ROOT, command_parser, machine_info, stamp, write_result
 
 # name → arguments; sized so that the set takes well under 10 minutes on 2 cores.
 FULL: Final[dict[str, list[str]]] = {
@@ -137,8 +136,7 @@ def headline(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.all", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("all", __doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the machinery only")
     parser.add_argument("--only", help="comma list of benchmark names to run")
     parser.add_argument("--out", type=Path, default=None,

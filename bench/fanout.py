@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import time
 import uuid
@@ -42,15 +41,18 @@ import numpy as np
 
 from bench import charts
 from bench._harness import (
-    RESULTS,
     Harness,
     Meter,
     Profiler,
     ServerProc,
-    machine_info,
+    add_result_args,
+    command_parser,
+    int_list,
+    median,
+    new_summary,
     percentiles,
     ratio,
-    stamp,
+    run_main,
     write_result,
 )
 from bench.loadgen import Deliveries, LoadGen, Target
@@ -435,11 +437,6 @@ FIGURES: Final[list[tuple[str, Callable[[dict[str, Any]], Any]]]] = [
 ]
 
 
-def _median(values: list[Any]) -> float | None:
-    vals = [v for v in values if v is not None]
-    return round(float(statistics.median(vals)), 3) if vals else None
-
-
 def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per (instances, watchers): medians over repeats per target, and project/floor ratios."""
     keys = sorted({(r["instances"], r["watchers"]) for r in runs})
@@ -449,7 +446,7 @@ def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for target in ("project", "floor"):
             mine = [r for r in runs if r["target"] == target and (r["instances"], r["watchers"]) == (k, w)]
             if mine:
-                entry[target] = {name: _median([get(r) for r in mine]) for name, get in FIGURES}
+                entry[target] = {name: median([get(r) for r in mine]) for name, get in FIGURES}
                 entry[target]["runs"] = len(mine)
         if "project" in entry and "floor" in entry:
             entry["ratio_project_over_floor"] = {
@@ -470,13 +467,8 @@ def _print_table(entry: dict[str, Any]) -> None:
         print(f"#   {name:42s} {p!s:>10} {f!s:>10} {r!s:>8}", file=sys.stderr)
 
 
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.fanout", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser("fanout", __doc__)
     p.add_argument("--instances", default="1,2", help="comma list of instance counts (K)")
     p.add_argument("--watchers", default="1000", help="comma list of watcher counts (W)")
     p.add_argument("--rate", type=float, default=5.0, help="admin events per second")
@@ -497,10 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--churn-rate", type=float, default=2.0, help="session joins+leaves per second (project)")
     p.add_argument("--redis-url", help="use this Redis instead of starting Valkey (floor-only runs)")
     p.add_argument("--fsync", action="store_true", help="PostgreSQL with fsync on (default off: no ingest here)")
-    p.add_argument("--out", type=Path, default=RESULTS, help="directory for fanout.json and fanout.png")
     p.add_argument("--profile", type=Path, default=None,
                    help="write py-spy flame graphs (SVG) of the servers' driven window here")
-    p.add_argument("--name", default="fanout", help="base name of the result files")
+    add_result_args(p, "fanout")
     return p
 
 
@@ -515,39 +506,35 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                   session_concurrency=args.session_concurrency, churn_rate=args.churn_rate,
                   connect_concurrency=args.connect_concurrency, profile=args.profile)
     configs = []
-    for k in _ints(args.instances):
-        for w in _ints(args.watchers):
+    for k in int_list(args.instances):
+        for w in int_list(args.watchers):
             for rep in range(args.repeats):
                 for target in targets:  # interleaved: A B A B
                     configs.append(Config(target, k, w, args.rate, args.duration, rep))
-    summary: dict[str, Any] = {
-        "bench": "fanout", "started_at": stamp(), "machine": machine_info(),
-        "command": "python -m bench.fanout " + " ".join(sys.argv[1:]),
-        "method": {
-            "events": "project: admin stream-health changes at rate_per_s plus viewers from real "
-                      "session joins/leaves (churn_rate ops/s, coalesced by the server); floor: the "
-                      "same mix published to its Redis channel",
-            "latency": "client receive time (one time.time() per read, before parsing) minus the "
-                       "message's origin ts",
-            "completion": "per broadcast: origin ts to the receive time of the last watcher",
-            "missed": "per (epoch, seq) of viewers/epg/stream messages with ts in the window, "
-                      "watchers that did not receive it; duplicated: a watcher receiving one twice",
-            "server_cpu": "user+system CPU seconds of the server processes (psutil) from the first "
-                          "event to the end of the drain; net_of_origin subtracts what causing the "
-                          "events costs the project (admin PATCHes and session joins/leaves, CPU "
-                          "per request measured with no watchers connected; the floor's events "
-                          "cost it nothing); net_of_idle subtracts the idle rate "
-                          "measured with all watchers connected and no events",
-            "rss_per_watcher": "(server RSS after all watchers connected and 1 s settle - RSS before "
-                               "connecting, sessions already created) / watchers",
-            "connect_rate": "watchers/s from the first connect until the last watcher got hello",
-            "sessions": "one user and one watch session per watcher; each project run's "
-                        "sessions.created_via says how: rest = POST watch, sql = COPY of the "
-                        "same rows into watch_sessions (faster to set up at 10,000)",
-            "postgres_fsync": bool(args.fsync),
-        },
-        "runs": [],
-    }
+    summary = new_summary("fanout", {
+        "events": "project: admin stream-health changes at rate_per_s plus viewers from real "
+                  "session joins/leaves (churn_rate ops/s, coalesced by the server); floor: the "
+                  "same mix published to its Redis channel",
+        "latency": "client receive time (one time.time() per read, before parsing) minus the "
+                   "message's origin ts",
+        "completion": "per broadcast: origin ts to the receive time of the last watcher",
+        "missed": "per (epoch, seq) of viewers/epg/stream messages with ts in the window, "
+                  "watchers that did not receive it; duplicated: a watcher receiving one twice",
+        "server_cpu": "user+system CPU seconds of the server processes (psutil) from the first "
+                      "event to the end of the drain; net_of_origin subtracts what causing the "
+                      "events costs the project (admin PATCHes and session joins/leaves, CPU "
+                      "per request measured with no watchers connected; the floor's events "
+                      "cost it nothing); net_of_idle subtracts the idle rate "
+                      "measured with all watchers connected and no events",
+        "rss_per_watcher": "(server RSS after all watchers connected and 1 s settle - RSS before "
+                           "connecting, sessions already created) / watchers",
+        "connect_rate": "watchers/s from the first connect until the last watcher got hello",
+        "sessions": "one user and one watch session per watcher; each project run's "
+                    "sessions.created_via says how: rest = POST watch, sql = COPY of the "
+                    "same rows into watch_sessions (faster to set up at 10,000)",
+        "postgres_fsync": bool(args.fsync),
+    })
+    summary["runs"] = []
     latencies: dict[str, list[np.ndarray]] = {}
     with Harness() as h:
         need_project = "project" in targets
@@ -572,25 +559,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     summary["configs"] = aggregate(summary["runs"])
     for entry in summary["configs"]:
         _print_table(entry)
-    args.out.mkdir(parents=True, exist_ok=True)
-    chart = args.out / f"{args.name}.png"
-    charts.latency_cdf(chart, {k: np.concatenate(v) for k, v in latencies.items()},
-                       title=f"fan-out delivery latency, {args.rate:g} events/s + viewers "
-                             f"({summary['machine']['cores']} cores)")
-    summary["chart"] = chart.name
-    write_result(args.name, summary, args.out)
+    write_result(args.name, summary, args.out, chart=lambda png: charts.latency_cdf(
+        png, {k: np.concatenate(v) for k, v in latencies.items()},
+        title=f"fan-out delivery latency, {args.rate:g} events/s + viewers "
+              f"({summary['machine']['cores']} cores)"))
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    import uvloop
-
-    args = build_parser().parse_args(argv)
-    try:
-        uvloop.run(main_async(args))
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return run_main(main_async(build_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

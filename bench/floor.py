@@ -16,7 +16,6 @@ they do with the project.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import contextlib
@@ -28,6 +27,8 @@ from typing import Final
 
 import redis.asyncio as redis
 import uvloop
+
+from bench._frames import next_frame
 
 GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -78,28 +79,15 @@ class FloorConn(asyncio.Protocol):
             if not self.upgraded:
                 return
         # Client frames: pongs and close. Skip over them; answer a close and hang up.
-        pos, n = 0, len(data)
-        while n - pos >= 6:
-            b0, b1 = data[pos], data[pos + 1]
-            length, hdr = b1 & 0x7F, 2
-            if length == 126:
-                if n - pos < 8:
-                    break
-                length, hdr = int.from_bytes(data[pos + 2:pos + 4], "big"), 4
-            elif length == 127:
-                if n - pos < 14:
-                    break
-                length, hdr = int.from_bytes(data[pos + 2:pos + 10], "big"), 10
-            hdr += 4 if b1 & 0x80 else 0
-            if n - pos < hdr + length:
-                break
-            pos += hdr + length
+        pos = 0
+        while (frame := next_frame(data, pos)) is not None:
+            b0, _, pos = frame
             if b0 & 0x0F == 0x8:
                 self.server.conns.discard(self.transport)
                 self.transport.write(b"\x88\x02\x03\xe8")
                 self.transport.close()
                 return
-        if pos < n:
+        if pos < len(data):
             self.buf = data[pos:]
 
     def _request(self, head: bytes) -> None:
@@ -187,15 +175,14 @@ async def serve(port: int, redis_url: str, channel: str, host: str = "127.0.0.1"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from bench._harness import command_parser, raise_nofile
+
+    parser = command_parser("floor", __doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--channel", required=True)
     args = parser.parse_args()
-    from bench._harness import raise_nofile
-
     raise_nofile()
     uvloop.run(serve(args.port, args.redis_url, args.channel, args.host))
 

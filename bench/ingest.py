@@ -25,7 +25,6 @@ import uuid
 from array import array
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Final
 
 import msgspec
@@ -33,12 +32,16 @@ import numpy as np
 
 from bench import charts
 from bench._harness import (
-    RESULTS,
     Harness,
     Meter,
-    machine_info,
+    add_result_args,
+    command_parser,
+    int_list,
+    merged_counts,
+    merged_latencies,
+    new_summary,
     percentiles,
-    stamp,
+    run_main,
     write_result,
 )
 from bench.loadgen import run_processes
@@ -163,38 +166,28 @@ async def verify(database_url: str, ids: list[str]) -> int:
     return int(missing)
 
 
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser("ingest", __doc__)
     p.add_argument("--batches", default="1,50,500", help="comma list of events per request")
     p.add_argument("--clients", type=int, default=32, help="concurrent players in total")
     p.add_argument("--processes", type=int, default=2, help="client processes")
     p.add_argument("--instances", type=int, default=1, help="project instances")
     p.add_argument("--duration", type=float, default=5.0, help="seconds per batch size")
     p.add_argument("--max-requests", type=int, default=1_000_000, help="per player, per batch size")
-    p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--name", default="ingest")
+    add_result_args(p, "ingest")
     return p
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    summary: dict[str, Any] = {
-        "bench": "ingest", "started_at": stamp(), "machine": machine_info(),
-        "command": "python -m bench.ingest " + " ".join(sys.argv[1:]),
-        "method": {
-            "postgres_fsync": True, "synchronous_commit": True,
-            "clients": args.clients, "client_processes": args.processes,
-            "instances": args.instances, "duration_s_per_batch_size": args.duration,
-            "events_per_s": "events acknowledged with 200 (each accepted, durable) / wall time",
-            "ack_latency": "send of a batch to its 200 response, per request",
-            "verification": "every acknowledged event_id is looked up in analytics_events",
-        },
-        "runs": [],
-    }
+    summary = new_summary("ingest", {
+        "postgres_fsync": True, "synchronous_commit": True,
+        "clients": args.clients, "client_processes": args.processes,
+        "instances": args.instances, "duration_s_per_batch_size": args.duration,
+        "events_per_s": "events acknowledged with 200 (each accepted, durable) / wall time",
+        "ack_latency": "send of a batch to its 200 response, per request",
+        "verification": "every acknowledged event_id is looked up in analytics_events",
+    })
+    summary["runs"] = []
     with Harness() as h:
         h.start_postgres(fsync=True)
         summary["demo_world"] = await h.prepare_database(demo=True)
@@ -202,7 +195,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         assert h.pg is not None
         per = [args.clients // args.processes + (1 if i < args.clients % args.processes else 0)
                for i in range(args.processes)]
-        for batch in _ints(args.batches):
+        for batch in int_list(args.batches):
             run = "i" + uuid.uuid4().hex[:6]
             first = 0
             work = []
@@ -217,7 +210,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             results = await run_processes("bench.ingest:ingest_worker", work,
                                           timeout=args.duration + 120)
             window = meter.stop()
-            lat = np.concatenate([np.frombuffer(r["lat"], dtype=np.float64) for r in results])
+            lat = merged_latencies(results)
             ids: list[str] = []
             for r in results:
                 for client, raw in r["acked"].items():
@@ -225,11 +218,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                         ids.extend(event_id(run, client, int(request), k) for k in range(batch))
             missing = await verify(h.pg.url, ids)
             wall = max(r["wall_s"] for r in results)
-            statuses: Counter[int] = Counter()
-            errors: Counter[str] = Counter()
-            for r in results:
-                statuses.update(r["statuses"])
-                errors.update(r["errors"])
+            statuses = merged_counts(results, "statuses")
+            errors = merged_counts(results, "errors")
             accepted = sum(r["accepted"] for r in results)
             result = {
                 "batch": batch, "requests": int(lat.size), "acked_events": len(ids),
@@ -247,29 +237,19 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             print(f"# batch {batch}: {result['events_per_s']} events/s, p99 "
                   f"{result['ack_latency_ms']['p99']} ms, missing {missing}", file=sys.stderr)
     summary["acked_missing_total"] = sum(r["acked_missing"] for r in summary["runs"])
-    args.out.mkdir(parents=True, exist_ok=True)
-    groups = [f"batch {r['batch']}" for r in summary["runs"]]
-    charts.grouped_bars(
-        args.out / f"{args.name}.png", groups,
-        {"events/s committed": [r["events_per_s"] for r in summary["runs"]],
-         "ack p50 (ms)": [r["ack_latency_ms"]["p50"] for r in summary["runs"]],
-         "ack p99 (ms)": [r["ack_latency_ms"]["p99"] for r in summary["runs"]]},
+    runs = summary["runs"]
+    write_result(args.name, summary, args.out, chart=lambda png: charts.grouped_bars(
+        png, [f"batch {r['batch']}" for r in runs],
+        {"events/s committed": [r["events_per_s"] for r in runs],
+         "ack p50 (ms)": [r["ack_latency_ms"]["p50"] for r in runs],
+         "ack p99 (ms)": [r["ack_latency_ms"]["p99"] for r in runs]},
         title=f"analytics ingest, {args.clients} clients, fsync on "
-              f"({summary['machine']['cores']} cores)", ylabel="value (log scale)", log=True)
-    summary["chart"] = f"{args.name}.png"
-    write_result(args.name, summary, args.out)
+              f"({summary['machine']['cores']} cores)", ylabel="value (log scale)", log=True))
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    import uvloop
-
-    args = build_parser().parse_args(argv)
-    try:
-        uvloop.run(main_async(args))
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return run_main(main_async(build_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

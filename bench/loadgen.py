@@ -24,7 +24,6 @@ import base64
 import contextlib
 import multiprocessing as mp
 import os
-import resource
 import time
 from array import array
 from collections import Counter
@@ -34,6 +33,14 @@ from typing import Any, Final, Self
 
 import msgspec
 import numpy as np
+
+from bench._frames import next_frame
+from bench._harness import (
+    merged_counts,
+    merged_latencies,
+    own_cpu_seconds,
+    raise_nofile,
+)
 
 # Types that are channel events: one per (epoch, seq), the same on every instance and watcher.
 CHANNEL_TYPES: Final = frozenset({"viewers", "epg", "stream"})
@@ -174,31 +181,12 @@ class Watcher(asyncio.Protocol):
             self.upgraded = True
             if self.ready_on == "upgrade":
                 self._mark_ready()
-        n = len(data)
         pos = 0
-        while n - pos >= 2:
-            b0 = data[pos]
-            b1 = data[pos + 1]
-            length = b1 & 0x7F
-            hdr = 2
-            if length == 126:
-                if n - pos < 4:
-                    break
-                length = int.from_bytes(data[pos + 2:pos + 4], "big")
-                hdr = 4
-            elif length == 127:
-                if n - pos < 10:
-                    break
-                length = int.from_bytes(data[pos + 2:pos + 10], "big")
-                hdr = 10
-            if b1 & 0x80:  # a masked server frame is a protocol error, but parse past it
-                hdr += 4
-            if n - pos < hdr + length:
-                break
-            payload = data[pos + hdr:pos + hdr + length]
-            pos += hdr + length
-            self._frame(b0, payload, now)
-        if pos < n:
+        # A masked server frame is a protocol error, but next_frame parses past it.
+        while (frame := next_frame(data, pos)) is not None:
+            b0, start, pos = frame
+            self._frame(b0, data[start:pos], now)
+        if pos < len(data):
             self.buf = data[pos:]
 
     def _frame(self, b0: int, payload: bytes, now: float) -> None:
@@ -274,11 +262,6 @@ class Watcher(asyncio.Protocol):
 # -- client process ---------------------------------------------------------------------------
 
 
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
 async def _connect_all(targets: list[Target], stats: _Stats, ready_on: str, concurrency: int,
                        timeout: float) -> tuple[list[Watcher], dict[str, Any]]:
     loop = asyncio.get_running_loop()
@@ -308,13 +291,13 @@ async def _connect_all(targets: list[Target], stats: _Stats, ready_on: str, conc
             watchers.append(watcher)
 
     t0 = time.time()
-    cpu0 = _cpu()
+    cpu0 = own_cpu_seconds()
     await asyncio.gather(*(one(t) for t in targets))
     ready_times = [w.t_ready for w in watchers]
     report = {
         "ok": len(watchers), "failed": sum(errors.values()), "errors": dict(errors),
         "statuses": {str(k): v for k, v in statuses.items()}, "t_first_start": t0,
-        "t_last_ready": max(ready_times) if ready_times else t0, "cpu_s": _cpu() - cpu0,
+        "t_last_ready": max(ready_times) if ready_times else t0, "cpu_s": own_cpu_seconds() - cpu0,
     }
     return watchers, report
 
@@ -323,7 +306,7 @@ async def _client_main(conn: Connection) -> None:
     """Serve the parent's commands until `close` (or the pipe closes)."""
     stats = _Stats()
     watchers: list[Watcher] = []
-    cpu_mark = _cpu()
+    cpu_mark = own_cpu_seconds()
     while True:
         try:
             cmd, arg = await asyncio.to_thread(conn.recv)
@@ -339,12 +322,12 @@ async def _client_main(conn: Connection) -> None:
         elif cmd == "measure":
             stats.t0 = float(arg)
             stats.measuring = True
-            cpu_mark = _cpu()
+            cpu_mark = own_cpu_seconds()
             conn.send({"cpu": cpu_mark})
         elif cmd == "collect":
             t_end = float(arg)
             stats.measuring = False
-            cpu = _cpu() - cpu_mark
+            cpu = own_cpu_seconds() - cpu_mark
             lat = np.frombuffer(stats.lat, dtype=np.float64)
             lat_ts = np.frombuffer(stats.lat_ts, dtype=np.float64)
             keep = lat_ts <= t_end
@@ -366,8 +349,6 @@ async def _client_main(conn: Connection) -> None:
 
 def _client_process(conn: Connection) -> None:
     import uvloop
-
-    from bench._harness import raise_nofile
 
     raise_nofile()
     uvloop.run(_client_main(conn))
@@ -477,11 +458,8 @@ class LoadGen:
         self.watchers = ok
         t0 = min(r["t_first_start"] for r in replies)
         t1 = max(r["t_last_ready"] for r in replies)
-        errors: Counter[str] = Counter()
-        statuses: Counter[str] = Counter()
-        for r in replies:
-            errors.update(r["errors"])
-            statuses.update(r["statuses"])
+        errors = merged_counts(replies, "errors")
+        statuses = merged_counts(replies, "statuses")
         return {
             "requested": len(targets), "connected": ok, "failed": sum(r["failed"] for r in replies),
             "errors": dict(errors), "failed_statuses": dict(statuses),
@@ -507,18 +485,12 @@ class LoadGen:
                 else:
                     mine[0] += rec[0]
                     mine[1] = max(mine[1], rec[1])
-        closes: Counter[int] = Counter()
-        other: Counter[str] = Counter()
-        for r in replies:
-            closes.update(r["closes"])
-            other.update(r["other"])
-        lat = np.concatenate([np.frombuffer(r["lat"], dtype=np.float64) for r in replies]) \
-            if replies else np.array([], dtype=np.float64)
         return Deliveries(
-            watchers=self.watchers, latencies=lat, per_seq=per_seq,
+            watchers=self.watchers, latencies=merged_latencies(replies), per_seq=per_seq,
             dups=sum(r["dups"] for r in replies),
-            hellos_in_window=sum(r["hellos_in_window"] for r in replies), other=dict(other),
-            closes=dict(closes), pings=sum(r["pings"] for r in replies),
+            hellos_in_window=sum(r["hellos_in_window"] for r in replies),
+            other=dict(merged_counts(replies, "other")),
+            closes=dict(merged_counts(replies, "closes")), pings=sum(r["pings"] for r in replies),
             loadgen_cpu_s=sum(r["cpu_s"] for r in replies),
             open_at_end=sum(r["open"] for r in replies), published=published,
             expected_by_type=dict(expected_by_type or {}),
@@ -556,8 +528,6 @@ def _one_shot(conn: Connection, fn_path: str, arg: Any) -> None:
     import importlib
 
     import uvloop
-
-    from bench._harness import raise_nofile
 
     raise_nofile()
     module, name = fn_path.split(":")
@@ -627,7 +597,7 @@ async def http_get_worker(arg: dict[str, Any]) -> dict[str, Any]:
     delay = arg.get("start_at", time.time()) - time.time()
     if delay > 0:
         await asyncio.sleep(delay)
-    cpu0 = _cpu()
+    cpu0 = own_cpu_seconds()
     t0 = time.perf_counter()
     end = t0 + duration
     sent = 0
@@ -654,4 +624,4 @@ async def http_get_worker(arg: dict[str, Any]) -> dict[str, Any]:
         await asyncio.gather(*(loop() for _ in range(concurrency)))
     wall = time.perf_counter() - t0
     return {"lat": lat.tobytes(), "statuses": dict(statuses), "errors": dict(errors),
-            "wall_s": wall, "cpu_s": _cpu() - cpu0}
+            "wall_s": wall, "cpu_s": own_cpu_seconds() - cpu0}

@@ -37,20 +37,20 @@ import time
 import uuid
 from array import array
 from collections import Counter
-from pathlib import Path
 from typing import Any, Final
-
-import numpy as np
 
 from bench import charts
 from bench._harness import (
-    RESULTS,
     Harness,
     Meter,
-    machine_info,
+    add_result_args,
+    command_parser,
+    merged_counts,
+    merged_latencies,
+    new_summary,
     percentiles,
     ratio,
-    stamp,
+    run_main,
     write_result,
 )
 from bench.fanout import LIVE, ProjectDriver, create_sessions_rest, create_sessions_sql
@@ -93,8 +93,7 @@ async def poll_worker(arg: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.pollpush", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser("pollpush", __doc__)
     p.add_argument("--watchers", type=int, default=1000)
     p.add_argument("--poll-window", type=float, default=10.0, help="seconds one compressed round takes")
     p.add_argument("--poll-rounds", type=int, default=2)
@@ -105,28 +104,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds of the baseline window (default: --push-window)")
     p.add_argument("--clients", type=int, default=2, help="client processes")
     p.add_argument("--sessions", choices=("rest", "sql"), default="rest")
-    p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--name", default="pollpush")
+    add_result_args(p, "pollpush")
     return p
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     w = args.watchers
-    summary: dict[str, Any] = {
-        "bench": "pollpush", "started_at": stamp(), "machine": machine_info(),
-        "command": "python -m bench.pollpush " + " ".join(sys.argv[1:]),
-        "method": {
-            "poll": f"each watcher GETs endpoint 36 every {POLL_PERIOD:g} s; compressed: "
-                    f"{args.poll_rounds} round(s) of {w} polls spread evenly over "
-                    f"{args.poll_window:g} s each; per minute = 2 polls per watcher",
-            "push": f"{w} websockets held {args.push_window:g} s of real time; viewers churn "
-                    f"{args.churn_rate:g} ops/s, a stream-health change every {args.health_every:g} s, "
-                    "server pings; token refreshes (1 per session per 8 min) not in the window",
-            "cpu": "server process user+system CPU (psutil), less the baseline rate (the same "
-                   "channel changes with no clients); normalized to 1,000 watchers and one minute",
-            "sessions_created_via": args.sessions, "postgres_fsync": False,
-        },
-    }
+    summary = new_summary("pollpush", {
+        "poll": f"each watcher GETs endpoint 36 every {POLL_PERIOD:g} s; compressed: "
+                f"{args.poll_rounds} round(s) of {w} polls spread evenly over "
+                f"{args.poll_window:g} s each; per minute = 2 polls per watcher",
+        "push": f"{w} websockets held {args.push_window:g} s of real time; viewers churn "
+                f"{args.churn_rate:g} ops/s, a stream-health change every {args.health_every:g} s, "
+                "server pings; token refreshes (1 per session per 8 min) not in the window",
+        "cpu": "server process user+system CPU (psutil), less the baseline rate (the same "
+               "channel changes with no clients); normalized to 1,000 watchers and one minute",
+        "sessions_created_via": args.sessions, "postgres_fsync": False,
+    })
     with Harness() as h:
         h.start_postgres(fsync=False)
         summary["demo_world"] = await h.prepare_database(demo=True)
@@ -177,10 +171,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         poll_driver = await changes(args.poll_rounds * args.poll_window, start_at)
         results = await task
         poll_w = meter.stop()
-        lat = np.concatenate([np.frombuffer(r["lat"], dtype=np.float64) for r in results])
-        statuses: Counter[int] = Counter()
-        for r in results:
-            statuses.update(r["statuses"])
+        lat = merged_latencies(results)
+        statuses = merged_counts(results, "statuses")
         polls = int(lat.size)
         poll_net = poll_w.server_cpu_s - base_rate * poll_w.wall_s
         per_poll = poll_net / polls if polls else None
@@ -224,26 +216,16 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "complete": held == w,
         }
     summary["ratio_poll_over_push"] = ratio(poll_per_1000_min, push_per_1000_min)
-    args.out.mkdir(parents=True, exist_ok=True)
-    charts.grouped_bars(
-        args.out / f"{args.name}.png", ["poll (endpoint 36 every 30 s)", "push (websocket)"],
+    write_result(args.name, summary, args.out, chart=lambda png: charts.grouped_bars(
+        png, ["poll (endpoint 36 every 30 s)", "push (websocket)"],
         {"server CPU s per 1,000 watchers per minute": [poll_per_1000_min, push_per_1000_min]},
         title=f"push vs poll, {w} watchers ({summary['machine']['cores']} cores)",
-        ylabel="CPU seconds / 1,000 watchers / minute")
-    summary["chart"] = f"{args.name}.png"
-    write_result(args.name, summary, args.out)
+        ylabel="CPU seconds / 1,000 watchers / minute"))
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    import uvloop
-
-    args = build_parser().parse_args(argv)
-    try:
-        uvloop.run(main_async(args))
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return run_main(main_async(build_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ import asyncio
 import re
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -36,19 +35,22 @@ from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
-import numpy as np
 
 from bench import charts
 from bench._harness import (
-    RESULTS,
     Harness,
     Meter,
     Profiler,
     ServerProc,
-    machine_info,
+    add_result_args,
+    command_parser,
+    median,
+    merged_counts,
+    merged_latencies,
+    new_summary,
     percentiles,
     ratio,
-    stamp,
+    run_main,
     write_result,
 )
 from bench.loadgen import run_processes
@@ -138,11 +140,8 @@ async def run_fallback(url: str, headers: dict[str, str], *, concurrency: int, d
     results = await run_processes("bench.loadgen:http_get_worker", [
         {"url": url, "headers": headers, "concurrency": per, "duration": duration, "start_at": start_at}
         for _ in range(processes)], timeout=duration + 60)
-    lat = np.concatenate([np.frombuffer(r["lat"], dtype=np.float64) for r in results])
-    statuses: dict[int, int] = {}
-    for r in results:
-        for k, v in r["statuses"].items():
-            statuses[k] = statuses.get(k, 0) + v
+    lat = merged_latencies(results)
+    statuses = merged_counts(results, "statuses")
     wall = max(r["wall_s"] for r in results)
     return {
         "requests_per_s": round(lat.size / wall, 1), "latency_ms": percentiles(lat),
@@ -175,8 +174,7 @@ async def _check(url: str, headers: dict[str, str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.rest", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser("rest", __doc__)
     sub = p.add_subparsers(dest="command")
     hello = sub.add_parser("hello", help="run the bare aiohttp hello-world server")
     hello.add_argument("--port", type=int, required=True)
@@ -187,10 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="wrk threads")
     p.add_argument("--clients", type=int, default=2, help="fallback client processes")
     p.add_argument("--tool", choices=("auto", "wrk", "aiohttp"), default="auto")
-    p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--name", default="rest")
     p.add_argument("--profile", type=Path, default=None,
                    help="write py-spy flame graphs (SVG) of each measured window here")
+    add_result_args(p, "rest")
     return p
 
 
@@ -206,18 +203,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         return await run_fallback(url, headers, concurrency=args.concurrency, duration=duration,
                                   processes=args.clients)
 
-    summary: dict[str, Any] = {
-        "bench": "rest", "started_at": stamp(), "machine": machine_info(),
-        "command": "python -m bench.rest " + " ".join(sys.argv[1:]),
-        "method": {
-            "load_generator": tool, "concurrency": args.concurrency, "duration_s": args.duration,
-            "warmup_s": args.warmup, "repeats": args.repeats, "order": "hello, 28, 30, 36 per repeat",
-            "server": "one project instance (1 process) with PostgreSQL and Valkey; hello-world: "
-                      "bare aiohttp on uvloop, one process",
-            "postgres_fsync": False,
-        },
-        "runs": [],
-    }
+    summary = new_summary("rest", {
+        "load_generator": tool, "concurrency": args.concurrency, "duration_s": args.duration,
+        "warmup_s": args.warmup, "repeats": args.repeats, "order": "hello, 28, 30, 36 per repeat",
+        "server": "one project instance (1 process) with PostgreSQL and Valkey; hello-world: "
+                  "bare aiohttp on uvloop, one process",
+        "postgres_fsync": False,
+    })
+    summary["runs"] = []
     with Harness() as h:
         h.start_postgres(fsync=False)
         summary["demo_world"] = await h.prepare_database(demo=True)
@@ -260,15 +253,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"# {name} rep {rep}: {result['requests_per_s']} req/s, "
                       f"p99 {result['latency_ms']['p99']} ms", file=sys.stderr)
     summary["endpoints"] = _aggregate(summary["runs"])
-    args.out.mkdir(parents=True, exist_ok=True)
     names = list(summary["endpoints"])
-    charts.grouped_bars(
-        args.out / f"{args.name}.png", names,
-        {"requests/s": [summary["endpoints"][n]["requests_per_s"] for n in names]},
+    write_result(args.name, summary, args.out, chart=lambda png: charts.grouped_bars(
+        png, names, {"requests/s": [summary["endpoints"][n]["requests_per_s"] for n in names]},
         title=f"REST requests/s at concurrency {args.concurrency} ({tool}, "
-              f"{summary['machine']['cores']} cores)", ylabel="requests/s")
-    summary["chart"] = f"{args.name}.png"
-    write_result(args.name, summary, args.out)
+              f"{summary['machine']['cores']} cores)", ylabel="requests/s"))
     return summary
 
 
@@ -279,8 +268,7 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         mine = [r for r in runs if r["endpoint"] == name]
 
         def med(get: Any, rows: list[dict[str, Any]] = mine) -> float | None:
-            vals = [get(r) for r in rows if get(r) is not None]
-            return round(float(statistics.median(vals)), 3) if vals else None
+            return median(get(r) for r in rows)
 
         out[name] = {
             "requests_per_s": med(lambda r: r["requests_per_s"]),
@@ -301,17 +289,11 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import uvloop
-
     args = build_parser().parse_args(argv)
     if args.command == "hello":
         serve_hello(args.port)
         return 0
-    try:
-        uvloop.run(main_async(args))
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return run_main(main_async(args))
 
 
 if __name__ == "__main__":

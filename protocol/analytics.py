@@ -34,6 +34,7 @@ __all__ = [
     "EventsBatchAccepted",
     "Heartbeat",
     "HeartbeatAccepted",
+    "IngestBody",
     "JudgedEvents",
     "LiveEvent",
     "MinuteStats",
@@ -102,6 +103,14 @@ def client_time(text: str, field: str) -> datetime:
         ) from None
 
 
+class IngestBody(msgspec.Struct, kw_only=True, frozen=True):
+    """What every ingest body (51-54) starts with: the player's session and the user it
+    reports for (null for a guest; the server checks it against the bearer token)."""
+
+    session_id: Id
+    user_id: Id | None = None
+
+
 # --- 51 session start -------------------------------------------------------------------------
 
 
@@ -147,9 +156,7 @@ class Referrer(msgspec.Struct, kw_only=True, frozen=True):
     section: Text | None = None
 
 
-class SessionStart(msgspec.Struct, kw_only=True, frozen=True):
-    session_id: Id
-    user_id: Id | None = None
+class SessionStart(IngestBody, kw_only=True, frozen=True):
     device_id: Id
     platform: Platform
     app_version: Text | None = None
@@ -195,9 +202,7 @@ class HeartbeatPerformance(msgspec.Struct, kw_only=True, frozen=True):
     latency_ms: NonNegative | None = None
 
 
-class Heartbeat(msgspec.Struct, kw_only=True, frozen=True):
-    session_id: Id
-    user_id: Id | None = None
+class Heartbeat(IngestBody, kw_only=True, frozen=True):
     device_id: Id
     stream_id: Id
     channel_id: Id
@@ -235,9 +240,7 @@ class EndEngagement(msgspec.Struct, kw_only=True, frozen=True):
     total_reactions_sent: Count
 
 
-class SessionEnd(msgspec.Struct, kw_only=True, frozen=True):
-    session_id: Id
-    user_id: Id | None = None
+class SessionEnd(IngestBody, kw_only=True, frozen=True):
     # Optional: they let an end for a session the server never saw start still be attributed.
     device_id: Id | None = None
     stream_id: Id | None = None
@@ -274,9 +277,7 @@ def watch_summary(total_watch_seconds: int, end_reason: str) -> WatchSummary:
 # --- 54 events batch --------------------------------------------------------------------------
 
 
-class EventsBatch(msgspec.Struct, kw_only=True, frozen=True):
-    session_id: Id
-    user_id: Id | None = None
+class EventsBatch(IngestBody, kw_only=True, frozen=True):
     device_id: Id
     stream_id: Id
     channel_id: Id | None = None

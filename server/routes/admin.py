@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -74,6 +74,7 @@ from store.channels import Channel, Duplicate, Invalid, Missing, Stream
 from store.content import ContentRow
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
+_T = TypeVar("_T")
 
 
 def _admin(request: web.Request) -> Caller:
@@ -87,6 +88,13 @@ def _caller(request: web.Request) -> Caller:
 def _may_manage(caller: Caller, creator_id: str) -> None:
     if not (caller.is_admin or caller.user_id == creator_id):
         raise Forbidden("Admin role or the creator's own token required")
+
+
+def _found(value: _T | None, message: str, field: str) -> _T:
+    """`value`, or a 404 naming `field` when the store found nothing."""
+    if value is None:
+        raise NotFound(message, field=field)
+    return value
 
 
 def translated(handler: Handler) -> Handler:
@@ -107,10 +115,17 @@ def translated(handler: Handler) -> Handler:
     return wrapper
 
 
+def _owned_creator(request: web.Request, caller: Caller) -> str:
+    """The path's creator_id, once the caller may manage it."""
+    creator_id = request.match_info["creator_id"]
+    _may_manage(caller, creator_id)
+    return creator_id
+
+
 async def _channel(request: web.Request, caller: Caller) -> Channel:
-    channel = await channels.get_channel(pool_of(request), request.match_info["channel_id"])
-    if channel is None:
-        raise NotFound("Channel not found", field="channel_id")
+    channel_id = request.match_info["channel_id"]
+    channel = _found(await channels.get_channel(pool_of(request), channel_id),
+                     "Channel not found", "channel_id")
     _may_manage(caller, channel.creator_id)
     return channel
 
@@ -171,14 +186,12 @@ async def create_creator(request: web.Request) -> web.Response:
 async def update_creator(request: web.Request) -> web.Response:
     caller = _caller(request)
     body = await body_as(request, CreatorPatch)
-    creator_id = request.match_info["creator_id"]
-    _may_manage(caller, creator_id)
+    creator_id = _owned_creator(request, caller)
     delta = changes(body)
     if "is_verified" in delta and not caller.is_admin:
         raise Forbidden("Only an admin can change is_verified", field="is_verified")
-    creator = await channels.update_creator(pool_of(request), creator_id, delta)
-    if creator is None:
-        raise NotFound("Creator not found", field="creator_id")
+    creator = _found(await channels.update_creator(pool_of(request), creator_id, delta),
+                     "Creator not found", "creator_id")
     return ok(_creator_out(creator))
 
 
@@ -186,8 +199,7 @@ async def update_creator(request: web.Request) -> web.Response:
 async def create_channel(request: web.Request) -> web.Response:
     caller = _caller(request)
     body = await body_as(request, ChannelIn)
-    creator_id = request.match_info["creator_id"]
-    _may_manage(caller, creator_id)
+    creator_id = _owned_creator(request, caller)
     channel = await channels.create_channel(
         pool_of(request), creator_id=creator_id, channel_id=body.channel_id,
         channel_name=body.channel_name, channel_number=body.channel_number,
@@ -201,9 +213,9 @@ async def update_channel(request: web.Request) -> web.Response:
     caller = _caller(request)
     body = await body_as(request, ChannelPatch)
     channel = await _channel(request, caller)
-    updated = await channels.update_channel(pool_of(request), channel.channel_id, changes(body))
-    if updated is None:
-        raise NotFound("Channel not found", field="channel_id")
+    delta = changes(body)
+    updated = _found(await channels.update_channel(pool_of(request), channel.channel_id, delta),
+                     "Channel not found", "channel_id")
     return ok(_channel_out(updated))
 
 
@@ -237,9 +249,8 @@ async def update_program(request: web.Request) -> web.Response:
     body = await body_as(request, ProgramPatch)
     channel_id, current = await _owned_program(request, caller)
     merged = _program({**{f: getattr(current, f) for f in current.__struct_fields__}, **changes(body)})
-    stored = await channels.update_program(pool_of(request), current.program_id, merged)
-    if stored is None:
-        raise NotFound("Program not found", field="program_id")
+    stored = _found(await channels.update_program(pool_of(request), current.program_id, merged),
+                    "Program not found", "program_id")
     await notify(request.app[EVENTS].schedule_changed(channel_id))
     return ok(_program_out(channel_id, stored))
 
@@ -248,9 +259,8 @@ async def update_program(request: web.Request) -> web.Response:
 async def delete_program(request: web.Request) -> web.Response:
     caller = _caller(request)
     _, current = await _owned_program(request, caller)
-    channel_id = await channels.delete_program(pool_of(request), current.program_id)
-    if channel_id is None:
-        raise NotFound("Program not found", field="program_id")
+    channel_id = _found(await channels.delete_program(pool_of(request), current.program_id),
+                        "Program not found", "program_id")
     await notify(request.app[EVENTS].schedule_changed(channel_id))
     return ok(ProgramDeleted(program_id=current.program_id, channel_id=channel_id, deleted=True))
 
@@ -272,17 +282,15 @@ def _check_price(kind: str, price: float | None, currency: str | None) -> None:
 async def create_content(request: web.Request) -> web.Response:
     caller = _caller(request)
     body = await body_as(request, ContentIn)
-    creator_id = request.match_info["creator_id"]
-    _may_manage(caller, creator_id)
+    creator_id = _owned_creator(request, caller)
     _check_price(body.type, body.price, body.currency)
     row = await content.create_content(pool_of(request), {**changes(body), "creator_id": creator_id})
     return ok(_content_out(row), status=201)
 
 
 async def _owned_content(request: web.Request, caller: Caller) -> ContentRow:
-    row = await content.get_content(pool_of(request), request.match_info["content_id"])
-    if row is None:
-        raise NotFound("Content not found", field="content_id")
+    row = _found(await content.get_content(pool_of(request), request.match_info["content_id"]),
+                 "Content not found", "content_id")
     _may_manage(caller, row.creator_id)
     return row
 
@@ -295,9 +303,8 @@ async def update_content(request: web.Request) -> web.Response:
     delta = changes(body)
     merged = {**{f: getattr(row, f) for f in ("type", "price", "currency")}, **delta}
     _check_price(str(merged["type"]), merged["price"], merged["currency"])
-    updated = await content.update_content(pool_of(request), row.content_id, delta)
-    if updated is None:
-        raise NotFound("Content not found", field="content_id")
+    updated = _found(await content.update_content(pool_of(request), row.content_id, delta),
+                     "Content not found", "content_id")
     return ok(_content_out(updated))
 
 
@@ -329,9 +336,9 @@ async def update_stream(request: web.Request) -> web.Response:
     caller = _caller(request)
     body = await body_as(request, StreamPatch)
     channel = await _channel(request, caller)
-    stream = await channels.update_stream(pool_of(request), channel.channel_id, changes(body))
-    if stream is None:
-        raise NotFound("Channel is not live", field="channel_id")
+    delta = changes(body)
+    stream = _found(await channels.update_stream(pool_of(request), channel.channel_id, delta),
+                    "Channel is not live", "channel_id")
     await notify(request.app[EVENTS].stream_changed(channel.channel_id))
     return ok(_stream_out(stream))
 
@@ -340,10 +347,8 @@ async def update_stream(request: web.Request) -> web.Response:
 async def go_offline(request: web.Request) -> web.Response:
     caller = _caller(request)
     channel = await _channel(request, caller)
-    result = await channels.go_offline(pool_of(request), channel.channel_id)
-    if result is None:
-        raise NotFound("Channel is not live", field="channel_id")
-    stream, ended = result
+    stream, ended = _found(await channels.go_offline(pool_of(request), channel.channel_id),
+                           "Channel is not live", "channel_id")
     events = request.app[EVENTS]
     await notify(events.stream_changed(channel.channel_id))
     await notify(events.viewers_changed(channel.channel_id))

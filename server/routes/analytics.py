@@ -22,7 +22,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, TypeVar
 
 from aiohttp import web
 
@@ -31,6 +31,7 @@ from protocol.analytics import (
     EventsBatchAccepted,
     Heartbeat,
     HeartbeatAccepted,
+    IngestBody,
     SessionEnd,
     SessionEndAccepted,
     SessionStart,
@@ -69,6 +70,8 @@ from store.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
+_Body = TypeVar("_Body", bound=IngestBody)
+
 WRITER: Final = web.AppKey("analytics_writer", AnalyticsWriter)
 RETRY_AFTER: Final = 2  # seconds a client waits before re-sending after a 503
 ACQUIRE_TIMEOUT: Final = 5.0
@@ -92,6 +95,17 @@ def _reporting_user(caller: Caller | None, user_id: str | None) -> str | None:
     return user_id
 
 
+async def _ingest(request: web.Request, kind: type[_Body]) -> tuple[datetime, _Body, str | None]:
+    """When the request arrived, its body, and the user_id to record for it.
+
+    The bearer token is checked before the body is read: a bad token is a 401 whatever the body.
+    """
+    received = _now()
+    caller = optional_caller(request, request.app[SETTINGS].jwt_secret)
+    body = await body_as(request, kind)
+    return received, body, _reporting_user(caller, body.user_id)
+
+
 async def _store(request: web.Request, op: Op) -> EndResult | None:
     """Hand `op` to the writer and wait for its commit; map store failures to 503/422."""
     try:
@@ -107,10 +121,7 @@ async def _store(request: web.Request, op: Op) -> EndResult | None:
 
 
 async def session_start(request: web.Request) -> web.Response:
-    received = _now()
-    caller = optional_caller(request, request.app[SETTINGS].jwt_secret)
-    body = await body_as(request, SessionStart)
-    user_id = _reporting_user(caller, body.user_id)
+    received, body, user_id = await _ingest(request, SessionStart)
     at = client_time(body.timestamp, "timestamp")
     await _store(request, StartOp.of(body, user_id=user_id, at=at, received_at=received,
                                      raw=await request.read()))
@@ -122,10 +133,7 @@ async def session_start(request: web.Request) -> web.Response:
 
 
 async def session_heartbeat(request: web.Request) -> web.Response:
-    received = _now()
-    caller = optional_caller(request, request.app[SETTINGS].jwt_secret)
-    body = await body_as(request, Heartbeat)
-    user_id = _reporting_user(caller, body.user_id)
+    received, body, user_id = await _ingest(request, Heartbeat)
     at = client_time(body.timestamp, "timestamp")
     await _store(request, HeartbeatOp.of(body, user_id=user_id, at=at, received_at=received,
                                          raw=await request.read()))
@@ -137,10 +145,7 @@ async def session_heartbeat(request: web.Request) -> web.Response:
 
 
 async def session_end(request: web.Request) -> web.Response:
-    received = _now()
-    caller = optional_caller(request, request.app[SETTINGS].jwt_secret)
-    body = await body_as(request, SessionEnd)
-    user_id = _reporting_user(caller, body.user_id)
+    received, body, user_id = await _ingest(request, SessionEnd)
     at = client_time(body.timestamp, "timestamp")
     stored = await _store(request, EndOp.of(body, user_id=user_id, at=at, received_at=received,
                                             raw=await request.read()))
@@ -153,10 +158,7 @@ async def session_end(request: web.Request) -> web.Response:
 
 
 async def events_batch(request: web.Request) -> web.Response:
-    received = _now()
-    caller = optional_caller(request, request.app[SETTINGS].jwt_secret)
-    body = await body_as(request, EventsBatch)
-    user_id = _reporting_user(caller, body.user_id)
+    received, body, user_id = await _ingest(request, EventsBatch)
     judged = judge_events(body.events)
     if judged.accepted:
         await _store(request, EventsOp.of(body, judged.accepted, user_id=user_id,
