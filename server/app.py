@@ -20,7 +20,7 @@ from store.pg import create_pool
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
-EVENTS = web.AppKey("events", ChannelEvents)  # type: ignore[type-abstract]
+EVENTS = web.AppKey("events", ChannelEvents)
 
 
 async def _pg_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -132,7 +132,7 @@ class EmbeddedPostgres:
     def url(self) -> str:
         return f"postgresql://{PG_USER}@127.0.0.1:{self.port}/postgres"
 
-    def start(self) -> EmbeddedPostgres:
+    def start(self) -> Self:
         bin_dir = _pg_bin_dir()
         user = _as_user()
         self.data_dir = self.data_dir.resolve()
@@ -237,7 +237,7 @@ class EmbeddedValkey:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> EmbeddedValkey:
+    def start(self) -> Self:
         if not self.port:
             self.port = free_port()
         args = [
