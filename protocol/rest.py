@@ -747,6 +747,14 @@ class EntitlementOut(msgspec.Struct, kw_only=True, frozen=True):
     expires_at: datetime | None
 
 
+class StreamKeyRotated(msgspec.Struct, kw_only=True, frozen=True):
+    """The channel's stream tokens are now signed with key `kid` (HMAC of the master key and kid)."""
+
+    channel_id: str
+    key_version: int
+    kid: str
+
+
 def changes(patch: msgspec.Struct) -> dict[str, object]:
     """The fields a patch sets (UNSET ones left out; an explicit null kept)."""
     return {f: v for f in patch.__struct_fields__

@@ -16,11 +16,13 @@ from aiohttp import web
 from server.config import Settings
 from server.events import ChannelEvents, NoEvents
 from server.middleware import error_middleware
+from server.signing import StreamSigner
 from store.pg import create_pool
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 EVENTS = web.AppKey("events", ChannelEvents)
+SIGNER = web.AppKey("signer", StreamSigner)
 
 
 async def _pg_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -30,6 +32,7 @@ async def _pg_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.database_url, min_size=settings.pg_pool_min, max_size=settings.pg_pool_max
     )
     app[POOL] = pool
+    app[SIGNER] = StreamSigner(pool, settings.signing_key, ttl=settings.stream_token_ttl)
     yield
     try:
         await pool.close()

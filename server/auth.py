@@ -7,6 +7,8 @@ so a CDN edge holding the shared key can check a playback request offline.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -85,9 +87,22 @@ class StreamToken:
     expires_at: datetime
 
 
+def channel_key(master: str, kid: str) -> bytes:
+    """The signing key of one channel key version: HMAC-SHA256(master, kid).
+
+    A CDN edge holding only the master key derives the same key from the
+    token's `kid` header, so rotating one channel needs no key distribution.
+    """
+    return hmac.new(master.encode(), kid.encode(), hashlib.sha256).digest()
+
+
+def key_id(channel_id: str, version: int) -> str:
+    return f"{channel_id}.v{version}"
+
+
 def mint_stream_token(
-    key: str, *, stream_id: str, session_id: str, user_id: str, quality: str, ttl: float,
-    now: float | None = None,
+    master: str, *, channel_id: str, key_version: int, stream_id: str, session_id: str,
+    user_id: str, quality: str, ttl: float, now: float | None = None,
 ) -> StreamToken:
     issued = time.time() if now is None else now
     exp = int(issued + ttl)
@@ -95,9 +110,21 @@ def mint_stream_token(
         "aud": STREAM_AUDIENCE, "iat": int(issued), "exp": exp,
         "stream_id": stream_id, "sid": session_id, "sub": user_id, "quality": quality,
     }
-    return StreamToken(jwt.encode(claims, key, algorithm=ALGORITHM), datetime.fromtimestamp(exp, UTC))
+    kid = key_id(channel_id, key_version)
+    token = jwt.encode(claims, channel_key(master, kid), algorithm=ALGORITHM, headers={"kid": kid})
+    return StreamToken(token, datetime.fromtimestamp(exp, UTC))
 
 
-def verify_stream_token(key: str, token: str) -> dict[str, object]:
-    """What a CDN edge does: check signature, audience and expiry; return the bound claims."""
-    return dict(jwt.decode(token, key, algorithms=[ALGORITHM], audience=STREAM_AUDIENCE))
+def verify_stream_token(master: str, token: str, *, min_version: int = 1) -> dict[str, object]:
+    """What a CDN edge does: derive the key from `kid`, check signature, audience and expiry.
+
+    `min_version` lets an edge refuse tokens signed before a rotation once their grace is over.
+    """
+    kid = jwt.get_unverified_header(token).get("kid")
+    if not isinstance(kid, str) or ".v" not in kid:
+        raise jwt.InvalidTokenError("stream token without a key id")
+    version = kid.rsplit(".v", 1)[1]
+    if not version.isdigit() or int(version) < min_version:
+        raise jwt.InvalidTokenError("stream token signed with a retired key")
+    return dict(jwt.decode(token, channel_key(master, kid), algorithms=[ALGORITHM],
+                           audience=STREAM_AUDIENCE))

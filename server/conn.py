@@ -1,14 +1,23 @@
 """One websocket's state: who is watching what, its stream token and where its snapshot stands.
 
 A Conn is created by server.ws after authentication and owned by the hub
-from `join` to `leave`. It holds no task and no queue: the hub writes
-pre-built frames straight to `transport`, the token timer is a loop handle.
+from `join` to `leave`. It holds no task, no queue and no timer handle: the
+hub writes pre-built frames straight to `transport`, the shared liveness
+sweep (server.timers.Liveness) pings it, and the shared token clock
+(server.timers.TokenClock) refreshes its stream token.
+
+Memory. Thousands of these live per instance, so a Conn keeps only what it
+needs after the upgrade: no aiohttp request, no session row, no copy of the
+stream token (a `hello` mints a fresh one). The few values drawn from small
+vocabularies (channel, creator, stream, device, quality, zone) are interned,
+so all watchers of a channel share one string object each.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import sys
 from datetime import datetime
 
 from aiohttp import web
@@ -19,32 +28,35 @@ from store.sessions import WatchSession
 class Conn:
     __slots__ = (
         "channel_id", "close_task", "closing", "conn_id", "creator_id", "device_type", "expires_at",
-        "hello_epoch", "hello_seq", "opened_at", "quality", "session_id", "started_at",
-        "stream_id", "timezone", "token", "token_expires_at", "token_issued_at", "token_timer",
-        "transport", "user_id", "ws",
+        "hello_epoch", "hello_seq", "last_rx", "ping_sent", "quality", "session_id", "started_at",
+        "stream_id", "timezone", "token_expires_at", "token_issued_at", "token_slot", "transport",
+        "user_id", "ws",
     )
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport,
-                 session: WatchSession, opened_at: float) -> None:
+                 session: WatchSession, now: float) -> None:
+        """`now` is the loop's clock (liveness is measured on it)."""
+        intern = sys.intern
         self.ws = ws
         self.conn_id = secrets.token_hex(6)
         self.transport = transport
         self.session_id = session.session_id
         self.user_id = session.user_id
-        self.creator_id = session.creator_id
-        self.channel_id = session.channel_id
-        self.device_type = session.device_type
-        self.quality = session.quality
-        self.timezone = session.timezone
+        self.creator_id = intern(session.creator_id)
+        self.channel_id = intern(session.channel_id)
+        self.device_type = intern(session.device_type)
+        self.quality = intern(session.quality)
+        self.timezone = intern(session.timezone)
         self.started_at: datetime = session.started_at
         self.expires_at: datetime = session.expires_at
-        self.opened_at = opened_at
         # The live stream tokens are minted for (None while the channel is offline).
-        self.stream_id: str | None = session.stream_id
-        self.token: str | None = None
-        self.token_issued_at = 0.0  # unix seconds
+        self.stream_id: str | None = intern(session.stream_id)
+        self.token_issued_at = 0.0  # unix seconds of the current token
         self.token_expires_at = 0.0
-        self.token_timer: asyncio.TimerHandle | None = None
+        self.token_slot = 0  # the token clock slot its refresh is due in; 0: none
+        # Liveness (loop clock): the last frame received, the unanswered ping (0: none).
+        self.last_rx = now
+        self.ping_sent = 0.0
         # Channel events up to (hello_epoch, hello_seq) are in the last snapshot sent.
         self.hello_epoch = ""
         self.hello_seq = -1
@@ -53,9 +65,8 @@ class Conn:
         self.close_task: asyncio.Task[None] | None = None
 
     def cancel_timers(self) -> None:
-        if self.token_timer is not None:
-            self.token_timer.cancel()
-            self.token_timer = None
+        """Disarm the token refresh (the clock drops a disarmed entry when it comes due)."""
+        self.token_slot = 0
 
     def __repr__(self) -> str:
         return f"<Conn {self.session_id} {self.channel_id} user={self.user_id}>"

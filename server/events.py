@@ -21,6 +21,8 @@ class ChannelEvents(Protocol):
 
     async def session_quality_changed(self, channel_id: str, session_id: str) -> None: ...
 
+    async def tokens_rotated(self, channel_id: str) -> None: ...
+
 
 class NoEvents:
     """Used when nothing listens: every notification is dropped."""
@@ -38,4 +40,7 @@ class NoEvents:
         return None
 
     async def session_quality_changed(self, channel_id: str, session_id: str) -> None:
+        return None
+
+    async def tokens_rotated(self, channel_id: str) -> None:
         return None

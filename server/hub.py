@@ -48,6 +48,7 @@ __all__ = ["FanoutHistogram", "Hub", "HubStats", "Room", "text_frame"]
 FANOUT_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                          2.5, 5.0, 10.0)
 _OP_TEXT: Final = 0x81  # FIN + text
+PING_FRAME: Final = b"\x89\x00"  # FIN + ping, empty payload: the same bytes for every socket
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -92,6 +93,7 @@ class HubStats:
     sent: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
     slow_closes: int = 0
+    ping_timeouts: int = 0  # sockets dropped for not answering a ping
     opened: int = 0
     closed: Counter[int] = field(default_factory=Counter)  # by close code we sent
     client_messages: Counter[str] = field(default_factory=Counter)  # by type, "invalid" for bad ones
@@ -105,8 +107,8 @@ class HubStats:
 class Room:
     """The local watchers of one channel and the channel's position as seen here."""
 
-    __slots__ = ("channel_id", "conns", "epoch", "last_by_type", "lock", "members", "seq",
-                 "stream_id", "subscribed")
+    __slots__ = ("channel_id", "conns", "epoch", "last_by_type", "lock", "members", "reading",
+                 "seq", "stream_id", "subscribed")
 
     def __init__(self, channel_id: str) -> None:
         self.channel_id = channel_id
@@ -120,6 +122,8 @@ class Room:
         self.lock = asyncio.Lock()
         self.members = 0
         self.subscribed = False
+        # Serializes snapshot reads of this channel, so concurrent joins share one.
+        self.reading = asyncio.Lock()
 
     def advance(self, type_: str, epoch: str, seq: int) -> bool:
         """Record a channel event; False if it is older than one of its type already seen."""
@@ -250,6 +254,51 @@ class Hub:
         conn.transport.write(data)
         self.stats.sent[type_] += 1
         return True
+
+    # --- liveness ------------------------------------------------------------------------
+
+    def sweep(self, now: float, *, idle: float, grace: float) -> int:
+        """Ping each socket that received nothing for `idle` seconds; drop each that received
+        nothing within `grace` seconds of its ping. Returns the pings written.
+
+        `now` and `conn.last_rx` are on the loop clock; the reader sets `last_rx` on every
+        frame, so any frame answers a ping. A dropped socket is aborted (its peer is gone:
+        a close frame would only sit in the buffer); its reader then sees the end and leaves.
+        """
+        dead: list[Conn] = []
+        slow: list[Conn] = []
+        pinged = 0
+        hard = self.hard_limit
+        for conn in self.sessions.values():
+            if conn.closing:
+                continue
+            sent = conn.ping_sent
+            if sent:
+                if conn.last_rx < sent:
+                    if now - sent >= grace:
+                        dead.append(conn)
+                    continue
+                conn.ping_sent = 0.0
+            if now - conn.last_rx < idle:
+                continue
+            transport = conn.transport
+            if transport.is_closing():
+                continue
+            if transport.get_write_buffer_size() + len(PING_FRAME) > hard:
+                slow.append(conn)
+                continue
+            transport.write(PING_FRAME)
+            conn.ping_sent = now
+            pinged += 1
+        for conn in slow:
+            self.close_slow(conn)
+        for conn in dead:
+            self.stats.ping_timeouts += 1
+            log.info("dropping %s: no answer to a ping", conn.session_id)
+            conn.closing = True
+            conn.cancel_timers()
+            conn.transport.abort()
+        return pinged
 
     # --- closing -------------------------------------------------------------------------
 

@@ -63,11 +63,11 @@ from protocol.messages import (
 from protocol.rest import HeartbeatEpg, epg_now
 from protocol.urls import stream_url
 from server.app import EVENTS, POOL, SETTINGS
-from server.auth import mint_stream_token
 from server.config import Settings
 from server.conn import Conn
 from server.hub import Hub, Room, text_frame
-from server.timers import ChannelDuties, SessionKeeper, schedule_token_refresh
+from server.signing import StreamSigner
+from server.timers import ChannelDuties, Liveness, SessionKeeper, TokenClock
 from store.bus import Bus, RedisBus, make_redis
 from store.bus_local import LocalBus
 from store.channels import Stream, get_live_stream, programs_between
@@ -94,8 +94,8 @@ EPG_BEHIND: Final = timedelta(hours=24)
 EPG_AHEAD: Final = timedelta(hours=48)
 # A snapshot is rebuilt if a channel event slipped in while it was read (bounded).
 SNAPSHOT_ATTEMPTS: Final = 3
-# Re-mint the token for a `hello` when less than this share of its life is left.
-TOKEN_REUSE_SHARE: Final = 0.2
+# The token clock's slot: refreshes are due at most this early (never late).
+TOKEN_SLOT_MAX: Final = 1.0
 
 _stream_status: Final = msgspec.json.Decoder(StreamStatus)
 _session_event: Final = msgspec.json.Decoder(SessionEvent)
@@ -108,14 +108,18 @@ def _utc(ts: float) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """What every `hello` of one channel shares, read after the position."""
+    """What every `hello` of one channel shares, read after the position (epoch, seq).
+
+    `taken` is the loop time it was read at: a snapshot is reused for another
+    `hello` only at the same position and within `viewer_interval` of it.
+    """
 
     epoch: str
     seq: int
     stream: Stream | None
     counts: ViewerCounts
     programs: list[Program]
-    now: datetime
+    taken: float
 
 
 class Realtime:
@@ -130,12 +134,18 @@ class Realtime:
         self.sequencer = sequencer
         self.leases = leases
         self.instance_id = instance_id
+        self.signer = StreamSigner(pool, settings.signing_key, ttl=settings.stream_token_ttl)
         # A socket that does not take its close frame within a ping interval is gone.
         self.hub = Hub(soft_limit=settings.ws_soft_limit, hard_limit=settings.ws_hard_limit,
                        close_timeout=max(1.0, settings.ping_interval))
         self.duties = ChannelDuties(self)
         self.keeper = SessionKeeper(self)
+        self.liveness = Liveness(self.hub, settings.ping_interval)
+        self.tokens = TokenClock(self.hub, self.refresh_token,
+                                 granularity=min(TOKEN_SLOT_MAX, settings.stream_token_ttl / 20))
         self._tasks: set[asyncio.Task[Any]] = set()
+        # The last snapshot read per channel with local watchers (see `snapshot`).
+        self._snapshots: dict[str, Snapshot] = {}
         self._resync: asyncio.Task[None] | None = None
         self._loops: list[asyncio.Task[None]] = []
 
@@ -153,7 +163,8 @@ class Realtime:
     async def start(self) -> None:
         await self.bus.start(self._deliver, self._bus_reconnected)
         self._loops = [asyncio.create_task(self.duties.run(), name="channel-duties"),
-                       asyncio.create_task(self.keeper.run(), name="session-keeper")]
+                       asyncio.create_task(self.keeper.run(), name="session-keeper"),
+                       asyncio.create_task(self.liveness.run(), name="liveness")]
 
     async def drain(self) -> None:
         """SIGTERM: refuse new sockets, close all with 1012, hand leases over at once."""
@@ -166,6 +177,7 @@ class Realtime:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self.tokens.close()
         try:
             await self.hub.wait_closed()
             await self.duties.release_all()
@@ -199,6 +211,7 @@ class Realtime:
             if not room.subscribed:
                 await self.bus.subscribe(conn.channel_id)
                 room.subscribed = True
+        await self.signer.version(conn.channel_id)  # token timers mint synchronously from the cache
         snap = await self.snapshot(room)
         # From here to the hello nothing awaits: no channel event can slip in between.
         previous = self.hub.attach(conn)
@@ -231,38 +244,60 @@ class Realtime:
                     log.warning("unsubscribe %s: %r", conn.channel_id, err)
             if room.members == 0:
                 await self.duties.release(conn.channel_id)
-                self.hub.drop_room_if_empty(room)
+                if self.hub.drop_room_if_empty(room):
+                    self._snapshots.pop(conn.channel_id, None)
 
     # --- snapshots -----------------------------------------------------------------------
 
-    async def position(self, room: Room) -> Position:
-        try:
-            pos = await self.sequencer.current(room.channel_id)
-        except StoreUnavailable as err:
-            # Redis is down: use what this instance knows; a fresh hello follows the reconnect.
-            log.warning("sequence of %s unavailable: %r", room.channel_id, err)
-            return Position(room.epoch, room.seq)
-        room.position(pos.epoch, pos.seq)
-        return pos
-
-    async def snapshot(self, room: Room) -> Snapshot:
+    async def snapshot(self, room: Room, *, reuse: bool = True) -> Snapshot:
         """Position first, then state: every event up to the position is in the state read.
 
-        Rebuilt (a few times at most) if a newer event of the same epoch arrived meanwhile.
+        Rebuilt (a few times at most) if a newer event of the same epoch arrived
+        meanwhile. With `reuse`, the channel's last snapshot serves again when the
+        sequencer is still at its position (no channel event since: stream and
+        schedule are unchanged) and it is at most `viewer_interval` old (so are the
+        counts); concurrent joins of a channel wait for one read instead of each
+        reading. So a burst of connects costs one Redis read each and PostgreSQL
+        reads once per channel per interval.
         """
         channel = room.channel_id
         for _ in range(SNAPSHOT_ATTEMPTS):
-            pos = await self.position(room)
-            now = datetime.now(UTC)
-            stream, counts, programs = await asyncio.gather(
-                get_live_stream(self.pool, channel),
-                viewer_counts(self.pool, channel, ttl=self.settings.session_ttl),
-                programs_between(self.pool, channel, now - EPG_BEHIND, now + EPG_AHEAD),
-            )
+            try:
+                pos = await self.sequencer.current(channel)
+            except StoreUnavailable as err:
+                # Redis is down: use what this instance knows; a fresh hello follows the reconnect.
+                log.warning("sequence of %s unavailable: %r", channel, err)
+                pos = Position(room.epoch, room.seq)
+                snap = await self._read_snapshot(channel, pos)
+            else:
+                room.position(pos.epoch, pos.seq)
+                snap = self._reusable(channel, pos) if reuse else None
+                if snap is None:
+                    async with room.reading:
+                        snap = self._reusable(channel, pos) if reuse else None
+                        if snap is None:
+                            snap = self._snapshots[channel] = await self._read_snapshot(channel, pos)
             if not (room.epoch == pos.epoch and room.seq > pos.seq):
                 break
+        return snap
+
+    def _reusable(self, channel: str, pos: Position) -> Snapshot | None:
+        snap = self._snapshots.get(channel)
+        if (snap is not None and snap.seq == pos.seq and snap.epoch == pos.epoch
+                and asyncio.get_running_loop().time() - snap.taken <= self.settings.viewer_interval):
+            return snap
+        return None
+
+    async def _read_snapshot(self, channel: str, pos: Position) -> Snapshot:
+        taken = asyncio.get_running_loop().time()
+        now = datetime.now(UTC)
+        stream, counts, programs = await asyncio.gather(
+            get_live_stream(self.pool, channel),
+            viewer_counts(self.pool, channel, ttl=self.settings.session_ttl),
+            programs_between(self.pool, channel, now - EPG_BEHIND, now + EPG_AHEAD),
+        )
         return Snapshot(epoch=pos.epoch, seq=pos.seq, stream=stream, counts=counts,
-                        programs=programs, now=now)
+                        programs=programs, taken=taken)
 
     def hello(self, conn: Conn, snap: Snapshot) -> bytes:
         """Encode the full snapshot for one socket and remember its position."""
@@ -278,7 +313,7 @@ class Realtime:
                                started_at=stream.started_at, latency_mode=stream.latency_mode)
             if stream is not None else None,
             viewers=viewer_numbers(snap.counts.watching_now, 0, snap.counts.peak_today),
-            epg=self._epg(snap.programs, snap.now, conn.timezone),
+            epg=self._epg(snap.programs, datetime.now(UTC), conn.timezone),
             token=token, ping_interval=self.settings.ping_interval,
         )
         conn.hello_epoch, conn.hello_seq = snap.epoch, snap.seq
@@ -298,7 +333,7 @@ class Realtime:
             if not room.conns:
                 continue
             try:
-                snap = await self.snapshot(room)
+                snap = await self.snapshot(room, reuse=False)
             except (StoreUnavailable, OSError, asyncpg.PostgresError) as err:
                 log.warning("resync of %s failed: %r", room.channel_id, err)
                 continue
@@ -314,28 +349,28 @@ class Realtime:
 
     # --- stream tokens -------------------------------------------------------------------
 
-    def token_info(self, conn: Conn, *, fresh: bool = False) -> TokenInfo | None:
-        """The socket's stream token, minted now if asked, missing or near its end."""
+    def token_info(self, conn: Conn) -> TokenInfo | None:
+        """A new stream token for the socket (None while offline); re-arms its refresh.
+
+        Minted on every call rather than kept: a Conn holds no token string (memory per
+        socket), and the calls are the `hello`, a refresh, a quality or stream change.
+        """
         if conn.stream_id is None:
             return None
         now = time.time()
-        life = conn.token_expires_at - conn.token_issued_at
-        if fresh or conn.token is None or conn.token_expires_at - now < TOKEN_REUSE_SHARE * life:
-            minted = mint_stream_token(
-                self.settings.signing_key, stream_id=conn.stream_id, session_id=conn.session_id,
-                user_id=conn.user_id, quality=conn.quality, ttl=self.settings.stream_token_ttl,
-                now=now)
-            conn.token = minted.token
-            conn.token_issued_at = now
-            conn.token_expires_at = minted.expires_at.timestamp()
-            schedule_token_refresh(conn, self.refresh_token)
-        return TokenInfo(token=conn.token, token_expires_at=_utc(conn.token_expires_at),
+        minted = self.signer.mint(
+            conn.channel_id, self.signer.cached_version(conn.channel_id), stream_id=conn.stream_id,
+            session_id=conn.session_id, user_id=conn.user_id, quality=conn.quality, now=now)
+        conn.token_issued_at = now
+        conn.token_expires_at = minted.expires_at.timestamp()
+        self.tokens.arm(conn)
+        return TokenInfo(token=minted.token, token_expires_at=minted.expires_at,
                          stream_url=stream_url(self.settings.cdn_base_url, conn.stream_id,
                                                conn.quality),
                          quality=conn.quality)
 
     def send_token(self, conn: Conn, reason: str) -> bool:
-        info = self.token_info(conn, fresh=True)
+        info = self.token_info(conn)
         if info is None:
             return False
         room = self.hub.rooms.get(conn.channel_id)
@@ -345,8 +380,7 @@ class Realtime:
         return self.hub.send(conn, "token", encode_server(msg))
 
     def refresh_token(self, conn: Conn) -> None:
-        """Timer callback at 80 % of the token's life (runs in the loop, no task)."""
-        conn.token_timer = None
+        """Token clock callback at 80 % of the token's life (runs in the loop, no task)."""
         if not conn.closing:
             self.send_token(conn, "refresh")
 
@@ -526,8 +560,14 @@ class Realtime:
                 if conn is not None:
                     self.spawn(self._quality_changed_here(conn), "quality-changed")
             case Kind.TOKENS:
-                for conn in list(room.conns):
-                    self.send_token(conn, "rotation")
+                self.spawn(self._rotated_here(room), "tokens-rotated")
+
+    async def _rotated_here(self, room: Room) -> None:
+        """Read the channel's new key version, then give every local watcher a token signed with it."""
+        self.signer.forget(room.channel_id)
+        await self.signer.version(room.channel_id)
+        for conn in list(room.conns):
+            self.send_token(conn, "rotation")
 
     def _stream_changed_here(self, room: Room, status: StreamStatus) -> None:
         """Offline ends every local session of the channel; a new live stream needs new tokens."""

@@ -1,7 +1,16 @@
 """Time-driven work: token refresh per socket, and per channel the lease holder's duties.
 
-Token refresh: one `loop.call_at` handle per socket at 80 % of its stream
-token's life; the callback mints and writes in the loop, no task per socket.
+Token refresh (TokenClock): each socket's refresh is due at 80 % of its stream
+token's life. Sockets are filed into slots of `granularity` seconds and each
+slot (not each socket) has one `loop.call_at` handle; a slot fires at its
+start, so a refresh is never late, at most one granularity early. The callback
+mints and writes in the loop, no task per socket.
+
+Liveness (Liveness): one sweep every ping_interval/4 pings each socket that
+received nothing for ping_interval (a pre-built ping frame) and drops one that
+received nothing for ping_interval/2 after its ping, so a half-open
+connection goes within two intervals. Replaces aiohttp's per-socket heartbeat,
+which keeps two timer handles per socket and a task per ping.
 
 Channel duties (one task for all channels): every channel with local
 watchers competes for its publisher lease (renewed every LEASE_RENEW). The
@@ -33,6 +42,7 @@ import asyncpg
 
 from protocol.epg import next_boundary
 from server.conn import Conn
+from server.hub import Hub
 from store.channels import programs_between
 from store.errors import StoreUnavailable
 from store.keys import LEASE_RENEW, LEASE_TTL
@@ -43,7 +53,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ChannelDuties", "SessionKeeper", "schedule_token_refresh"]
+__all__ = ["ChannelDuties", "Liveness", "SessionKeeper", "TokenClock"]
 
 TOKEN_REFRESH_SHARE: Final = 0.8
 # A boundary timer sleeps at most this long, then re-reads the schedule (clock drift, far edges).
@@ -58,12 +68,70 @@ _BACKOFF_MAX: Final = 10.0
 _FAILURES: Final = (StoreUnavailable, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
-def schedule_token_refresh(conn: Conn, callback: Callable[[Conn], None]) -> None:
-    """Arm (or re-arm) the socket's refresh at 80 % of its current token's life."""
-    conn.cancel_timers()
-    loop = asyncio.get_running_loop()
-    due = conn.token_issued_at + TOKEN_REFRESH_SHARE * (conn.token_expires_at - conn.token_issued_at)
-    conn.token_timer = loop.call_at(loop.time() + max(0.0, due - time.time()), callback, conn)
+class TokenClock:
+    """Stream-token refreshes of all local sockets, on one timer handle per slot.
+
+    A slot holds session ids, not sockets, so a socket that closed is not kept
+    alive until its slot comes due; a socket re-armed in the meantime (a new
+    token) is skipped in its old slot. `close` cancels every handle.
+    """
+
+    def __init__(self, hub: Hub, callback: Callable[[Conn], None], granularity: float) -> None:
+        self.hub = hub
+        self.callback = callback
+        self.granularity = granularity
+        self._slots: dict[int, list[str]] = {}
+        self._handles: dict[int, asyncio.TimerHandle] = {}
+
+    def arm(self, conn: Conn) -> None:
+        """Arm (or re-arm) the socket's refresh at 80 % of its current token's life."""
+        life = conn.token_expires_at - conn.token_issued_at
+        slot = max(1, int((conn.token_issued_at + TOKEN_REFRESH_SHARE * life) // self.granularity))
+        conn.token_slot = slot
+        members = self._slots.get(slot)
+        if members is not None:
+            members.append(conn.session_id)
+            return
+        self._slots[slot] = [conn.session_id]
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, slot * self.granularity - time.time())
+        self._handles[slot] = loop.call_at(loop.time() + delay, self._fire, slot)
+
+    def _fire(self, slot: int) -> None:
+        self._handles.pop(slot, None)
+        sessions = self.hub.sessions
+        for session_id in self._slots.pop(slot, ()):
+            conn = sessions.get(session_id)
+            if conn is not None and conn.token_slot == slot and not conn.closing:
+                conn.token_slot = 0
+                try:
+                    self.callback(conn)
+                except Exception:
+                    log.exception("token refresh of %s failed", session_id)
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.cancel()
+        self._handles.clear()
+        self._slots.clear()
+
+
+class Liveness:
+    """Pings quiet sockets and drops silent ones, for the whole hub on one timer (see module doc)."""
+
+    def __init__(self, hub: Hub, interval: float) -> None:
+        self.hub = hub
+        self.interval = interval
+
+    async def run(self) -> None:
+        """Until cancelled. The sweep does no I/O but writes; a failure is logged, not fatal."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.interval / 4)
+            try:
+                self.hub.sweep(loop.time(), idle=self.interval, grace=self.interval / 2)
+            except Exception:
+                log.exception("liveness sweep failed")
 
 
 class _Held:

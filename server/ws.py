@@ -9,13 +9,23 @@ belongs to another user, 4004 unknown or no longer live session (or another
 creator's), 4009 the session ended, 1012 this instance is draining. A plain
 GET without the upgrade headers gets a 426 error envelope.
 
+Authentication is one PostgreSQL statement (store.sessions.claim_session):
+it touches the session only if it is the caller's, on this creator's channel
+and live, and returns the row either way, so a refusal can name its reason.
+
 Each socket's kernel send buffer is capped at `ws_soft_limit` (see
 `_bound_kernel_buffer`), so per-socket memory is bounded in the kernel too.
 
-Liveness: the server pings every `ping_interval` (aiohttp heartbeat); a socket
-that does not answer within half an interval is dropped, so a half-open
-connection goes within 1.5 intervals. Client frames larger than
-`ws_max_message` close the socket with 1009.
+Liveness: the hub's shared sweep (server.timers.Liveness) pings a socket that
+sent nothing for `ping_interval` and drops one that then stays silent for half
+an interval; every frame the reader sees counts as an answer. aiohttp's own
+heartbeat is off (it keeps two timer handles per socket), and so is autoping,
+so that pongs reach the reader; pings from the client are answered here.
+Client frames larger than `ws_max_message` close the socket with 1009.
+
+Memory per socket matters here (thousands per instance): the handler keeps
+no session row, and the query string is parsed into a temporary dict instead
+of the request's cached MultiDict.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
+from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
 
@@ -32,7 +42,7 @@ from protocol.messages import PROTOCOL
 from server.auth import bearer_from, verify_bearer
 from server.conn import Conn
 from server.realtime import REALTIME, Realtime
-from store.sessions import WatchSession, get_session, touch_sessions
+from store.sessions import WatchSession, claim_session
 
 log = logging.getLogger(__name__)
 
@@ -50,55 +60,82 @@ class Refused(Exception):
 
 async def authenticate(request: web.Request, rt: Realtime) -> WatchSession:
     """The caller's live session for this creator, touched; raises Refused otherwise."""
+    query = dict(parse_qsl(request.raw_path.partition("?")[2]))
     try:
-        raw = bearer_from(request) or request.query.get("access_token")
+        raw = bearer_from(request) or query.get("access_token")
         if not raw:
             raise Refused(CloseCode.UNAUTHORIZED, "authentication required")
         caller = verify_bearer(rt.settings.jwt_secret, raw)
     except Unauthorized as err:
         raise Refused(CloseCode.UNAUTHORIZED, err.message) from None
-    session_id = request.query.get("session_id", "")
+    session_id = query.get("session_id", "")
     if not session_id or len(session_id) > 64:
         raise Refused(CloseCode.SESSION_NOT_FOUND, "session_id is required")
-    session = await get_session(rt.pool, session_id)
+    creator_id = request.match_info["creator_id"]
+    session, touched = await claim_session(rt.pool, session_id, user_id=caller.user_id,
+                                           creator_id=creator_id)
     if session is None:
         raise Refused(CloseCode.SESSION_NOT_FOUND, "session not found")
+    if touched:
+        return session
     if session.user_id != caller.user_id:
         raise Refused(CloseCode.FORBIDDEN, "session belongs to another user")
-    if session.creator_id != request.match_info["creator_id"]:
+    if session.creator_id != creator_id:
         raise Refused(CloseCode.SESSION_NOT_FOUND, "session is not on this creator's channel")
     if session.ended_at is not None:
         raise Refused(CloseCode.SESSION_ENDED, f"session ended ({session.end_reason or 'ended'})")
-    if not await touch_sessions(rt.pool, [session_id]):
-        raise Refused(CloseCode.SESSION_NOT_FOUND, "session is no longer live")
-    return session
+    raise Refused(CloseCode.SESSION_NOT_FOUND, "session is no longer live")
+
+
+async def admit(request: web.Request, rt: Realtime, ws: web.WebSocketResponse) -> Conn | None:
+    """Authenticate the upgraded socket and build its Conn; None if it was closed instead."""
+    transport = request.transport
+    if rt.hub.draining or transport is None:
+        await ws.close(code=CloseCode.DRAINING, message=b"instance draining")
+        return None
+    _bound_kernel_buffer(transport, rt.settings.ws_soft_limit)
+    try:
+        session = await authenticate(request, rt)
+    except Refused as refused:
+        rt.hub.stats.closed[int(refused.code)] += 1
+        await ws.close(code=refused.code, message=refused.reason.encode()[:123])
+        return None
+    return Conn(ws, transport, session, asyncio.get_running_loop().time())  # type: ignore[arg-type]
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
     rt = request.app[REALTIME]
     settings = rt.settings
     ws = web.WebSocketResponse(
-        protocols=(PROTOCOL,), heartbeat=settings.ping_interval, autoping=True,
+        protocols=(PROTOCOL,), heartbeat=None, autoping=False,
         max_msg_size=settings.ws_max_message, compress=False, timeout=rt.hub.close_timeout,
     )
     if not ws.can_prepare(request).ok:
         raise ApiError("Websocket upgrade required (subprotocol droptv.live.v1)", status=426)
     await ws.prepare(request)
-    transport = request.transport
-    _bound_kernel_buffer(transport, settings.ws_soft_limit)
-    if rt.hub.draining or transport is None:
-        await ws.close(code=CloseCode.DRAINING, message=b"instance draining")
+    conn = await admit(request, rt, ws)
+    if conn is None:
         return ws
-    try:
-        session = await authenticate(request, rt)
-    except Refused as refused:
-        rt.hub.stats.closed[int(refused.code)] += 1
-        await ws.close(code=refused.code, message=refused.reason.encode()[:123])
-        return ws
-    conn = Conn(ws, transport, session, time.time())
+    loop = asyncio.get_running_loop()
     try:
         await rt.join(conn)
-        await read_loop(rt, conn)
+        # The socket's one reader: client messages in order, until it closes.
+        while True:
+            msg = await ws.receive()
+            conn.last_rx = loop.time()
+            kind = msg.type
+            if kind is WSMsgType.TEXT:
+                if not conn.closing:
+                    await rt.on_text(conn, msg.data)
+            elif kind is WSMsgType.PONG:
+                pass  # the liveness sweep reads last_rx
+            elif kind is WSMsgType.PING:
+                if not conn.closing:
+                    await ws.pong(msg.data)
+            elif kind is WSMsgType.BINARY:
+                rt.client_error(conn, 400, "Binary frames are not accepted: send JSON text", "frame")
+            else:  # CLOSE, CLOSING, CLOSED, or ERROR (1009 oversized): aiohttp closed it
+                break
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -115,24 +152,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
 def _bound_kernel_buffer(transport: asyncio.BaseTransport | None, size: int) -> None:
     """Cap the kernel send buffer (Linux doubles the value) instead of letting it autotune to
     megabytes: a client that stops reading then reaches the hub's limits after a bounded
-    amount of kernel memory too, and is detected as slow sooner."""
+    amount of kernel memory too, and is detected as slow sooner. (Kernel memory: not in RSS.)"""
     sock = transport.get_extra_info("socket") if transport is not None else None
     if sock is not None:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, max(4096, size))
         except OSError as err:
             log.debug("SO_SNDBUF not set: %r", err)
-
-
-async def read_loop(rt: Realtime, conn: Conn) -> None:
-    """The socket's one reader: client messages in order, until it closes."""
-    ws = conn.ws
-    while True:
-        msg = await ws.receive()
-        if msg.type is WSMsgType.TEXT:
-            if not conn.closing:
-                await rt.on_text(conn, msg.data)
-        elif msg.type is WSMsgType.BINARY:
-            rt.client_error(conn, 400, "Binary frames are not accepted: send JSON text", "frame")
-        else:  # CLOSE, CLOSING, CLOSED, or ERROR (1009 oversized, missed pong): aiohttp closed it
-            return

@@ -408,6 +408,20 @@ async def update_stream(pool: asyncpg.Pool, channel_id: str, changes: Mapping[st
     return Stream(**dict(record)) if record else None
 
 
+async def stream_key_version(pool: asyncpg.Pool, channel_id: str) -> int | None:
+    version = await pool.fetchval(
+        "select stream_key_version from channels where channel_id = $1", channel_id)
+    return int(version) if version is not None else None
+
+
+async def rotate_stream_key(pool: asyncpg.Pool, channel_id: str) -> int | None:
+    """Bump the channel's stream key version; None for an unknown channel."""
+    version = await pool.fetchval(
+        "update channels set stream_key_version = stream_key_version + 1"
+        " where channel_id = $1 returning stream_key_version", channel_id)
+    return int(version) if version is not None else None
+
+
 async def grant_follow(pool: asyncpg.Pool, user_id: str, creator_id: str) -> None:
     """Idempotent."""
     await write_one(

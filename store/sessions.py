@@ -34,8 +34,11 @@ import asyncpg
 import msgspec
 
 __all__ = [
+    "Beat",
     "ConcurrentLimitReached",
     "WatchSession",
+    "beat_session",
+    "claim_session",
     "create_session",
     "end_session",
     "get_session",
@@ -87,8 +90,19 @@ class ConcurrentLimitReached(Exception):
         self.limit: Final = limit
 
 
+class Beat(msgspec.Struct, kw_only=True, frozen=True):
+    """What one REST heartbeat found (see `beat_session`)."""
+
+    session: WatchSession  # the row as before the heartbeat
+    touched: bool  # it was the caller's, on the creator's channel, live: touched and told
+    previous: int  # the count it had been told before (`reported_watching`)
+
+
+_FIELDS: Final = tuple(WatchSession.__struct_fields__)
+
+
 def _row(record: asyncpg.Record) -> WatchSession:
-    return WatchSession(**dict(record))
+    return WatchSession(**{name: record[name] for name in _FIELDS})
 
 
 def new_session_id() -> str:
@@ -159,6 +173,60 @@ async def touch_sessions(pool: asyncpg.Pool, session_ids: Sequence[str]) -> list
         list(session_ids),
     )
     return [r["session_id"] for r in records]
+
+
+_CLAIM_SQL: Final = (
+    f"with touched as ("
+    f" update watch_sessions set last_seen_at = now()"
+    f" where session_id = $1 and user_id = $2 and creator_id = $3"
+    f" and ended_at is null and expires_at > now() returning {_COLUMNS})"
+    f" select {_COLUMNS}, true as touched from touched"
+    f" union all"
+    f" select {_COLUMNS}, false from watch_sessions"
+    f" where session_id = $1 and not exists (select 1 from touched)"
+)
+
+
+async def claim_session(pool: asyncpg.Pool, session_id: str, *, user_id: str,
+                        creator_id: str) -> tuple[WatchSession | None, bool]:
+    """Touch the session if it is `user_id`'s, on `creator_id`'s channel and live; one statement.
+
+    Returns the row (None if unknown) and whether it was touched, so a caller
+    that was refused can tell why without a second query. Nobody else's
+    session is ever touched.
+    """
+    record = await pool.fetchrow(_CLAIM_SQL, session_id, user_id, creator_id)
+    if record is None:
+        return None, False
+    return _row(record), bool(record["touched"])
+
+
+_BEAT_SQL: Final = (
+    f"with cur as (select {_COLUMNS} from watch_sessions where session_id = $1 for update),"
+    f" touched as ("
+    f" update watch_sessions w set last_seen_at = now(), reported_watching = $4 from cur"
+    f" where w.session_id = cur.session_id and w.creator_id = $3"
+    f" and ($2::text is null or w.user_id = $2)"
+    f" and w.ended_at is null and w.expires_at > now() returning w.session_id)"
+    f" select cur.*, exists (select 1 from touched) as touched from cur"
+)
+
+
+async def beat_session(pool: asyncpg.Pool, session_id: str, *, user_id: str | None,
+                       creator_id: str, watching_now: int) -> Beat | None:
+    """A REST heartbeat in one statement: touch and tell `watching_now`, if allowed.
+
+    The session is touched and its `reported_watching` swapped for
+    `watching_now` only if it is on `creator_id`'s channel, live, and
+    `user_id`'s (None: an admin, any user). The row is read under its lock, so
+    concurrent heartbeats of one session each get the count the other told.
+    None if the session does not exist.
+    """
+    record = await pool.fetchrow(_BEAT_SQL, session_id, user_id, creator_id, watching_now)
+    if record is None:
+        return None
+    return Beat(session=_row(record), touched=bool(record["touched"]),
+                previous=int(record["reported_watching"]))
 
 
 async def update_session(

@@ -13,10 +13,9 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-import jwt
 import pytest
 
-from server.auth import STREAM_AUDIENCE
+from server.auth import verify_stream_token
 from tests.conftest import TEST_SECRET, AppClientFactory, auth, token
 from tests.wsutil import PROTOCOL, Watcher, end_watch, refused_with, start_watch
 
@@ -73,7 +72,7 @@ async def test_hello_is_the_full_snapshot(live: LiveFactory) -> None:
     assert hello["epg"]["next_program"]["start_time_formatted"].endswith(("AM", "PM"))
     tok = hello["token"]
     assert tok["quality"] == "720p" and tok["stream_url"].endswith("/stream_abc123/720p/stream.m3u8")
-    claims = jwt.decode(tok["token"], TEST_SECRET, algorithms=["HS256"], audience=STREAM_AUDIENCE)
+    claims = verify_stream_token(TEST_SECRET, tok["token"])
     assert claims["sid"] == sid and claims["stream_id"] == "stream_abc123"
     await w.close()
 
@@ -164,7 +163,7 @@ async def test_quality_over_the_socket_is_answered_with_a_token(live: LiveFactor
     tok = await w.next("token")
     assert tok["reason"] == "quality" and tok["quality"] == "480p"
     assert tok["stream_url"].endswith("/480p/stream.m3u8")
-    claims = jwt.decode(tok["token"], TEST_SECRET, algorithms=["HS256"], audience=STREAM_AUDIENCE)
+    claims = verify_stream_token(TEST_SECRET, tok["token"])
     assert claims["quality"] == "480p"
     async with lv.http.get(f"{lv.base}/creators/creator_001/channel/live/qualities",
                            params={"session_id": w.session_id}, headers=auth()) as resp:

@@ -21,6 +21,7 @@ field for bad input. PATCH bodies change only the fields they contain.
     POST   /admin/channels/{channel_id}/live      GoLive         -> 201 StreamOut (409 if live)
     PATCH  /admin/channels/{channel_id}/live      StreamPatch    -> StreamOut (404 if offline)
     DELETE /admin/channels/{channel_id}/live                     -> StreamOut (404 if offline)
+    POST   /admin/channels/{channel_id}/stream-key/rotate        -> StreamKeyRotated
     POST   /admin/entitlements                    EntitlementIn  -> 201 EntitlementOut
 
 After each commit the real-time layer is told: schedule_changed for program
@@ -61,12 +62,13 @@ from protocol.rest import (
     ProgramOut,
     ProgramPatch,
     StreamHealth,
+    StreamKeyRotated,
     StreamOut,
     StreamPatch,
     changes,
 )
-from server.app import EVENTS
-from server.auth import Caller, required_admin, required_caller
+from server.app import EVENTS, SIGNER
+from server.auth import Caller, key_id, required_admin, required_caller
 from server.respond import body_as, ok
 from server.routes.live import notify, pool_of, settings_of
 from store import channels, content
@@ -355,6 +357,19 @@ async def go_offline(request: web.Request) -> web.Response:
     return ok(_stream_out(stream, ended_sessions=len(ended)))
 
 
+@translated
+async def rotate_stream_key(request: web.Request) -> web.Response:
+    """New key version for the channel; old tokens stay valid until they expire (see server.signing)."""
+    caller = _caller(request)
+    channel = await _channel(request, caller)
+    version = _found(await channels.rotate_stream_key(pool_of(request), channel.channel_id),
+                     "Channel not found", "channel_id")
+    request.app[SIGNER].forget(channel.channel_id)
+    await notify(request.app[EVENTS].tokens_rotated(channel.channel_id))
+    return ok(StreamKeyRotated(channel_id=channel.channel_id, key_version=version,
+                               kid=key_id(channel.channel_id, version)))
+
+
 # --- entitlements -------------------------------------------------------------------------
 
 
@@ -397,4 +412,5 @@ def setup(app: web.Application) -> None:
     r.add_post("/admin/channels/{channel_id}/live", go_live)
     r.add_patch("/admin/channels/{channel_id}/live", update_stream)
     r.add_delete("/admin/channels/{channel_id}/live", go_offline)
+    r.add_post("/admin/channels/{channel_id}/stream-key/rotate", rotate_stream_key)
     r.add_post("/admin/entitlements", grant_entitlement)

@@ -52,8 +52,8 @@ from protocol.rest import (
     quality_options,
     utc_seconds,
 )
-from server.app import POOL, SETTINGS
-from server.auth import Caller, mint_stream_token, optional_caller, required_caller
+from server.app import POOL, SETTINGS, SIGNER
+from server.auth import Caller, optional_caller, required_caller
 from server.config import Settings
 from server.respond import ok, query_as
 from store import channels, presence, sessions
@@ -192,9 +192,9 @@ async def live_stream(request: web.Request) -> web.Response:
     await require_entitled(pool, caller, channel)
     counts = await presence.viewer_counts(pool, channel.channel_id, ttl=settings.session_ttl)
     hls, dvr, thumb = stream_urls(settings.cdn_base_url, stream, query.quality)
-    token = mint_stream_token(settings.signing_key, stream_id=stream.stream_id, session_id="",
-                              user_id=caller.user_id, quality=query.quality,
-                              ttl=settings.stream_token_ttl)
+    token = await request.app[SIGNER].mint_for(
+        channel.channel_id, stream_id=stream.stream_id, session_id="", user_id=caller.user_id,
+        quality=query.quality)
     return ok(PlaybackStream(
         stream_id=stream.stream_id, is_live=True, quality=query.quality, stream_url=hls,
         dvr_url=dvr if query.dvr else None, thumbnail_url=thumb,

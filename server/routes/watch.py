@@ -57,8 +57,7 @@ from protocol.rest import (
     utc_seconds,
     watch_epg,
 )
-from server.app import EVENTS
-from server.auth import mint_stream_token
+from server.app import EVENTS, SIGNER
 from server.respond import body_as, ok, query_as
 from server.routes.live import (
     BASE,
@@ -120,9 +119,9 @@ async def start_watch(request: web.Request) -> web.Response:
     programs = await channels.programs_between(pool, channel.channel_id, day_start,
                                                day_end + timedelta(days=1))
     hls, dvr, thumb = stream_urls(settings.cdn_base_url, stream, body.quality)
-    token = mint_stream_token(settings.signing_key, stream_id=stream.stream_id,
-                              session_id=session.session_id, user_id=caller.user_id,
-                              quality=body.quality, ttl=settings.stream_token_ttl)
+    token = await request.app[SIGNER].mint_for(
+        channel.channel_id, stream_id=stream.stream_id, session_id=session.session_id,
+        user_id=caller.user_id, quality=body.quality)
     return ok(WatchStarted(
         session=SessionInfo(session_id=session.session_id, started_at=utc_seconds(session.started_at),
                             expires_at=utc_seconds(session.expires_at),
@@ -160,9 +159,9 @@ async def change_quality(request: web.Request) -> web.Response:
     await notify(events.session_quality_changed(changed.channel_id, changed.session_id))
     if changed.device_type != session.device_type:
         await notify(events.viewers_changed(changed.channel_id))
-    token = mint_stream_token(settings.signing_key, stream_id=changed.stream_id,
-                              session_id=changed.session_id, user_id=changed.user_id,
-                              quality=changed.quality, ttl=settings.stream_token_ttl)
+    token = await request.app[SIGNER].mint_for(
+        changed.channel_id, stream_id=changed.stream_id, session_id=changed.session_id,
+        user_id=changed.user_id, quality=changed.quality)
     return ok(QualityChanged(
         session_id=changed.session_id, quality=Quality(changed.quality),
         stream_url=urls.stream_url(settings.cdn_base_url, changed.stream_id, changed.quality),
@@ -218,9 +217,9 @@ async def heartbeat(request: web.Request) -> web.Response:
     if reason is None:
         stream = await channels.get_stream(pool, session.stream_id)
         assert stream is not None
-        token = mint_stream_token(settings.signing_key, stream_id=session.stream_id,
-                                  session_id=session.session_id, user_id=session.user_id,
-                                  quality=session.quality, ttl=settings.stream_token_ttl)
+        token = await request.app[SIGNER].mint_for(
+            session.channel_id, stream_id=session.stream_id, session_id=session.session_id,
+            user_id=session.user_id, quality=session.quality)
         stream_info = HeartbeatStream(stream_id=stream.stream_id, is_live=stream.is_live,
                                       health=StreamHealth(stream.health), token=token.token,
                                       token_expires_at=token.expires_at)
