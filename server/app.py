@@ -13,16 +13,20 @@ from collections.abc import AsyncIterator
 import asyncpg
 from aiohttp import web
 
+from server.cache import ChannelCache
 from server.config import Settings
 from server.events import ChannelEvents, NoEvents
 from server.middleware import error_middleware
 from server.signing import StreamSigner
 from store.pg import create_pool
+from store.sessions import HeartbeatBatcher
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 EVENTS = web.AppKey("events", ChannelEvents)
 SIGNER = web.AppKey("signer", StreamSigner)
+CACHE = web.AppKey("cache", ChannelCache)
+BEATS = web.AppKey("beats", HeartbeatBatcher)
 
 
 async def _pg_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -33,8 +37,11 @@ async def _pg_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[POOL] = pool
     app[SIGNER] = StreamSigner(pool, settings.signing_key, ttl=settings.stream_token_ttl)
+    app[CACHE] = ChannelCache(pool, max_age=settings.viewer_interval, session_ttl=settings.session_ttl)
+    app[BEATS] = beats = HeartbeatBatcher(pool)
     yield
     try:
+        await beats.close()
         await pool.close()
     except BaseException:
         pool.terminate()

@@ -7,8 +7,10 @@ so a CDN edge holding the shared key can check a playback request offline.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +18,7 @@ from typing import Final
 
 import jwt
 from aiohttp import web
+from jwt.algorithms import HMACAlgorithm
 
 from protocol.errors import Forbidden, Unauthorized
 
@@ -37,8 +40,21 @@ def mint_bearer(secret: str, user_id: str, *, admin: bool = False, ttl: float = 
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify_bearer(secret: str, token: str) -> Caller:
-    """Raise Unauthorized for anything but a valid, unexpired token with a subject."""
+# Bearer tokens verified recently, by the exact token string: (secret, caller, exp). A token
+# verifies the same way until its `exp`, so a client's repeat requests (a player polls with one
+# token) skip the signature and JSON work. Bounded; the oldest entries go first.
+VERIFIED_MAX: Final = 10_000
+_verified: dict[str, tuple[str, Caller, float]] = {}
+
+
+def verify_bearer(secret: str, token: str, *, remember: bool = True) -> Caller:
+    """Raise Unauthorized for anything but a valid, unexpired token with a subject.
+
+    `remember=False` (a websocket connect: once per socket) uses but does not fill the cache.
+    """
+    hit = _verified.get(token)
+    if hit is not None and hit[0] == secret and time.time() < hit[2]:
+        return hit[1]
     try:
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]})
     except jwt.ExpiredSignatureError:
@@ -48,7 +64,13 @@ def verify_bearer(secret: str, token: str) -> Caller:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
         raise Unauthorized("Invalid token", field="Authorization")
-    return Caller(user_id=sub, is_admin=claims.get("role") == "admin")
+    caller = Caller(user_id=sub, is_admin=claims.get("role") == "admin")
+    if not remember:
+        return caller
+    if len(_verified) >= VERIFIED_MAX:
+        del _verified[next(iter(_verified))]
+    _verified[token] = (secret, caller, float(claims["exp"]))
+    return caller
 
 
 def bearer_from(request: web.Request) -> str | None:
@@ -87,8 +109,9 @@ class StreamToken:
     expires_at: datetime
 
 
+@functools.lru_cache(maxsize=4096)
 def channel_key(master: str, kid: str) -> bytes:
-    """The signing key of one channel key version: HMAC-SHA256(master, kid).
+    """The signing key of one channel key version: HMAC-SHA256(master, kid) (memoized).
 
     A CDN edge holding only the master key derives the same key from the
     token's `kid` header, so rotating one channel needs no key distribution.
@@ -98,6 +121,29 @@ def channel_key(master: str, kid: str) -> bytes:
 
 def key_id(channel_id: str, version: int) -> str:
     return f"{channel_id}.v{version}"
+
+
+class _PreparedHS256(HMACAlgorithm):
+    """HS256 that checks each signing key once: PyJWT re-checks the key on every call (PEM, SSH,
+    DER and JWK sniffing), which was most of the cost of minting a stream token."""
+
+    def __init__(self) -> None:
+        super().__init__(HMACAlgorithm.SHA256)
+        self._prepared: dict[str | bytes, bytes] = {}
+
+    def prepare_key(self, key: str | bytes) -> bytes:
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = super().prepare_key(key)
+            if len(self._prepared) < 4096:
+                self._prepared[key] = prepared
+        return prepared
+
+
+# Signs stream tokens (hot: every heartbeat and websocket token). Same output as jwt.encode.
+_STREAM_JWS: Final = jwt.PyJWS()
+_STREAM_JWS.unregister_algorithm(ALGORITHM)
+_STREAM_JWS.register_algorithm(ALGORITHM, _PreparedHS256())
 
 
 def mint_stream_token(
@@ -111,7 +157,9 @@ def mint_stream_token(
         "stream_id": stream_id, "sid": session_id, "sub": user_id, "quality": quality,
     }
     kid = key_id(channel_id, key_version)
-    token = jwt.encode(claims, channel_key(master, kid), algorithm=ALGORITHM, headers={"kid": kid})
+    payload = json.dumps(claims, separators=(",", ":")).encode()
+    token = _STREAM_JWS.encode(payload, channel_key(master, kid), algorithm=ALGORITHM,
+                               headers={"kid": kid})
     return StreamToken(token, datetime.fromtimestamp(exp, UTC))
 
 

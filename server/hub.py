@@ -22,6 +22,11 @@ published at the same moment) is dropped, which is safe because every
 channel event is a snapshot of state, not a delta to apply. A socket does not
 get channel events its `hello` already reflects (seq <= hello seq).
 
+Liveness. `sweep` (run by server.timers.Liveness) writes the same pre-built
+ping frame to every socket that has been silent for a ping interval, and
+aborts one that stays silent half an interval after its ping: one timer for
+the hub instead of aiohttp's two handles per socket.
+
 Counters for metrics are in `Hub.stats`; reading them needs no lock (one thread).
 """
 

@@ -62,7 +62,8 @@ from protocol.messages import (
 )
 from protocol.rest import HeartbeatEpg, epg_now
 from protocol.urls import stream_url
-from server.app import EVENTS, POOL, SETTINGS
+from server.app import CACHE, EVENTS, POOL, SETTINGS
+from server.cache import ChannelCache
 from server.config import Settings
 from server.conn import Conn
 from server.hub import Hub, Room, text_frame
@@ -126,10 +127,14 @@ class Realtime:
     """This instance's real-time side; also the `ChannelEvents` REST handlers call."""
 
     def __init__(self, settings: Settings, pool: asyncpg.Pool, bus: Bus, sequencer: Sequencer,
-                 leases: Leases, instance_id: str, *, redis: Any | None = None) -> None:
+                 leases: Leases, instance_id: str, *, redis: Any | None = None,
+                 cache: ChannelCache | None = None) -> None:
         self.settings = settings
         self.redis = redis  # the command client, closed last
         self.pool = pool
+        # The REST read cache this layer keeps honest (see server.cache).
+        self.cache = cache or ChannelCache(pool, max_age=settings.viewer_interval,
+                                           session_ttl=settings.session_ttl)
         self.bus = bus
         self.sequencer = sequencer
         self.leases = leases
@@ -200,10 +205,12 @@ class Realtime:
 
     # --- joining and leaving -------------------------------------------------------------
 
-    async def join(self, conn: Conn) -> None:
+    async def join(self, conn: Conn, *, held_elsewhere: bool = True) -> None:
         """Subscribe the channel if this is its first local watcher, then send the `hello`.
 
-        The caller must call `leave` afterwards, also if this raises.
+        `held_elsewhere`: another instance took a socket for this session before and
+        may still hold it; it is told over the bus that this one replaces it. The
+        caller must call `leave` afterwards, also if this raises.
         """
         room = self.hub.room(conn.channel_id)
         room.members += 1
@@ -220,7 +227,7 @@ class Realtime:
         room.stream_id = snap.stream.stream_id if snap.stream else None
         conn.stream_id = room.stream_id
         self.hub.send(conn, "hello", self.hello(conn, snap))
-        if previous is None:
+        if previous is None and held_elsewhere:
             # The session may still have a socket on another instance: replace it there.
             await self._publish_control(conn.channel_id, Kind.SESSION_ENDED, conn.session_id,
                                         SessionEvent(state="replaced", reason="connected again",
@@ -238,14 +245,15 @@ class Realtime:
         async with room.lock:
             if room.members == 0 and room.subscribed:
                 room.subscribed = False
+                # Events stop arriving: the last snapshot cannot be kept current any more.
+                self._snapshots.pop(conn.channel_id, None)
                 try:
                     await self.bus.unsubscribe(conn.channel_id)
                 except StoreUnavailable as err:
                     log.warning("unsubscribe %s: %r", conn.channel_id, err)
             if room.members == 0:
                 await self.duties.release(conn.channel_id)
-                if self.hub.drop_room_if_empty(room):
-                    self._snapshots.pop(conn.channel_id, None)
+                self.hub.drop_room_if_empty(room)
 
     # --- snapshots -----------------------------------------------------------------------
 
@@ -253,14 +261,23 @@ class Realtime:
         """Position first, then state: every event up to the position is in the state read.
 
         Rebuilt (a few times at most) if a newer event of the same epoch arrived
-        meanwhile. With `reuse`, the channel's last snapshot serves again when the
-        sequencer is still at its position (no channel event since: stream and
-        schedule are unchanged) and it is at most `viewer_interval` old (so are the
-        counts); concurrent joins of a channel wait for one read instead of each
-        reading. So a burst of connects costs one Redis read each and PostgreSQL
-        reads once per channel per interval.
+        meanwhile. With `reuse`, the channel's last snapshot serves again when it is
+        at most `viewer_interval` old (so are its counts) and no channel event came
+        after its position: either the room, subscribed all along, has received
+        none since (no I/O at all), or the sequencer is still there (one Redis
+        read). Stream and schedule change only with an event. Concurrent joins of
+        a channel wait for one read instead of each reading, so a burst of
+        connects reads PostgreSQL once per channel per interval. The cache is
+        dropped when the room unsubscribes; a bus reconnect re-reads (`resync`).
         """
         channel = room.channel_id
+        if reuse and room.subscribed:
+            # Nothing arrived on the bus since the last snapshot was read: it is still the
+            # channel's state as of the room's position, and any event after that position
+            # is still on its way here, so the socket gets it after its hello.
+            cached = self._reusable(channel, Position(room.epoch, room.seq))
+            if cached is not None:
+                return cached
         for _ in range(SNAPSHOT_ATTEMPTS):
             try:
                 pos = await self.sequencer.current(channel)
@@ -271,15 +288,22 @@ class Realtime:
                 snap = await self._read_snapshot(channel, pos)
             else:
                 room.position(pos.epoch, pos.seq)
-                snap = self._reusable(channel, pos) if reuse else None
-                if snap is None:
-                    async with room.reading:
-                        snap = self._reusable(channel, pos) if reuse else None
-                        if snap is None:
-                            snap = self._snapshots[channel] = await self._read_snapshot(channel, pos)
+                snap = await self._snapshot_at(room, pos, reuse=reuse)
             if not (room.epoch == pos.epoch and room.seq > pos.seq):
                 break
         return snap
+
+    async def _snapshot_at(self, room: Room, pos: Position, *, reuse: bool) -> Snapshot:
+        """The snapshot at `pos`: the kept one if allowed and still good, else one read that
+        concurrent joins of the channel share (and that is kept for the next ones)."""
+        channel = room.channel_id
+        if reuse and (cached := self._reusable(channel, pos)) is not None:
+            return cached
+        async with room.reading:
+            if reuse and (cached := self._reusable(channel, pos)) is not None:
+                return cached
+            snap = self._snapshots[channel] = await self._read_snapshot(channel, pos)
+            return snap
 
     def _reusable(self, channel: str, pos: Position) -> Snapshot | None:
         snap = self._snapshots.get(channel)
@@ -537,7 +561,10 @@ class Realtime:
             case Kind.BROADCAST:
                 self.hub.broadcast(room, env.type, env.epoch, env.seq, env.ts,
                                    frame=text_frame(payload))
-                if env.type == "stream":
+                if env.type == "viewers":
+                    self.cache.viewers_changed(channel)
+                elif env.type == "stream":
+                    self.cache.stream_changed(channel)
                     self._stream_changed_here(room, _stream_status.decode(payload))
             case Kind.EPG:
                 programs = _epg_event.decode(payload).programs
@@ -548,6 +575,7 @@ class Realtime:
                     return text_frame(encode_server(epg_message(env.epoch, env.seq, env.ts, epg)))
 
                 self.hub.broadcast(room, "epg", env.epoch, env.seq, env.ts, render=render)
+                self.cache.schedule_changed(channel)
                 if env.instance_id != self.instance_id:
                     self.duties.schedule_changed(channel)
             case Kind.SESSION_ENDED:
@@ -592,12 +620,15 @@ class Realtime:
 
     async def viewers_changed(self, channel_id: str) -> None:
         """Nothing to send now: the lease holder reads the exact count every viewer_interval."""
+        self.cache.viewers_changed(channel_id)
         self.duties.nudge(channel_id)
 
     async def stream_changed(self, channel_id: str) -> None:
+        self.cache.stream_changed(channel_id)
         await self._guard(self.publish_stream(channel_id), "stream_changed", channel_id)
 
     async def schedule_changed(self, channel_id: str) -> None:
+        self.cache.schedule_changed(channel_id)
         await self._guard(self.publish_epg(channel_id, force=True), "schedule_changed", channel_id)
         self.duties.schedule_changed(channel_id)
 
@@ -641,20 +672,20 @@ def _instance_id(settings: Settings) -> str:
     return settings.instance_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-def build(settings: Settings, pool: asyncpg.Pool) -> Realtime:
+def build(settings: Settings, pool: asyncpg.Pool, cache: ChannelCache | None = None) -> Realtime:
     """Redis-backed when `redis_url` is set, otherwise in-process."""
     if settings.redis_url:
         keys = Keys(settings.redis_prefix)
         redis = make_redis(settings.redis_url, cluster=settings.redis_cluster)
         bus: Bus = RedisBus(settings.redis_url, keys, redis=redis, cluster=settings.redis_cluster)
         return Realtime(settings, pool, bus, RedisSequencer(redis, keys), RedisLeases(redis, keys),
-                        _instance_id(settings), redis=redis)
+                        _instance_id(settings), redis=redis, cache=cache)
     return Realtime(settings, pool, LocalBus(), LocalSequencer(), LocalLeases(),
-                    _instance_id(settings))
+                    _instance_id(settings), cache=cache)
 
 
 async def _realtime_ctx(app: web.Application) -> AsyncIterator[None]:
-    rt = build(app[SETTINGS], app[POOL])
+    rt = build(app[SETTINGS], app[POOL], app[CACHE])
     try:
         await rt.start()
     except BaseException:

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ChannelDuties", "Liveness", "SessionKeeper", "TokenClock"]
+__all__ = ["ChannelDuties", "Liveness", "SessionKeeper", "TokenClock", "stop_if_cancelled"]
 
 TOKEN_REFRESH_SHARE: Final = 0.8
 # A boundary timer sleeps at most this long, then re-reads the schedule (clock drift, far edges).
@@ -66,6 +66,18 @@ TOUCH_BATCH: Final = 5000
 _BACKOFF_MAX: Final = 10.0
 
 _FAILURES: Final = (StoreUnavailable, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def stop_if_cancelled() -> None:
+    """Raise CancelledError if this task was cancelled but the error never reached it.
+
+    Some awaits swallow a cancel that lands just as they complete (asyncpg's own
+    wait_for on Python < 3.12 returns the finished result instead); a loop that
+    then carries on would keep `stop()` waiting for it forever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class TokenClock:
@@ -127,6 +139,7 @@ class Liveness:
         """Until cancelled. The sweep does no I/O but writes; a failure is logged, not fatal."""
         loop = asyncio.get_running_loop()
         while True:
+            stop_if_cancelled()
             await asyncio.sleep(self.interval / 4)
             try:
                 self.hub.sweep(loop.time(), idle=self.interval, grace=self.interval / 2)
@@ -167,6 +180,7 @@ class ChannelDuties:
         period = max(0.05, min(self.interval, LEASE_RENEW))
         backoff = period
         while True:
+            stop_if_cancelled()
             try:
                 now = loop.time()
                 if now - self._last_lease >= LEASE_RENEW * 0.9:
@@ -180,12 +194,14 @@ class ChannelDuties:
                 log.exception("channel duties failed; retrying in %.1fs", backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
+            # Sleep until `period` passes or a nudge. Not asyncio.timeout: on Python 3.11 a
+            # cancel that lands as the timeout fires is swallowed, and the loop never ends.
             self._wake.clear()
+            alarm = loop.call_later(period, self._wake.set)
             try:
-                async with asyncio.timeout(period):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+                await self._wake.wait()
+            finally:
+                alarm.cancel()
 
     def nudge(self, channel: str) -> None:
         """A REST request here changed the channel's sessions: check its count soon."""
@@ -311,6 +327,7 @@ class SessionKeeper:
     async def run(self) -> None:
         backoff = self.period
         while True:
+            stop_if_cancelled()
             try:
                 await asyncio.sleep(self.period)
                 await self.touch()

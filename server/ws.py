@@ -10,15 +10,19 @@ creator's), 4009 the session ended, 1012 this instance is draining. A plain
 GET without the upgrade headers gets a 426 error envelope.
 
 Authentication is one PostgreSQL statement (store.sessions.claim_session):
-it touches the session only if it is the caller's, on this creator's channel
-and live, and returns the row either way, so a refusal can name its reason.
+it touches the session and records this instance as its socket's holder only
+if it is the caller's, on this creator's channel and live, and returns the
+row either way, so a refusal can name its reason. The previous holder tells
+whether a socket of the session may live on another instance: only then is
+it told over the bus that it was replaced.
 
 Each socket's kernel send buffer is capped at `ws_soft_limit` (see
 `_bound_kernel_buffer`), so per-socket memory is bounded in the kernel too.
 
 Liveness: the hub's shared sweep (server.timers.Liveness) pings a socket that
 sent nothing for `ping_interval` and drops one that then stays silent for half
-an interval; every frame the reader sees counts as an answer. aiohttp's own
+an interval (a half-open connection goes within two intervals); every frame
+the reader sees counts as an answer. aiohttp's own
 heartbeat is off (it keeps two timer handles per socket), and so is autoping,
 so that pongs reach the reader; pings from the client are answered here.
 Client frames larger than `ws_max_message` close the socket with 1009.
@@ -42,7 +46,7 @@ from protocol.messages import PROTOCOL
 from server.auth import bearer_from, verify_bearer
 from server.conn import Conn
 from server.realtime import REALTIME, Realtime
-from store.sessions import WatchSession, claim_session
+from store.sessions import Claim, claim_session
 
 log = logging.getLogger(__name__)
 
@@ -58,26 +62,28 @@ class Refused(Exception):
         self.reason = reason
 
 
-async def authenticate(request: web.Request, rt: Realtime) -> WatchSession:
-    """The caller's live session for this creator, touched; raises Refused otherwise."""
+async def authenticate(request: web.Request, rt: Realtime) -> Claim:
+    """The claim of the caller's live session for this creator (touched, its socket taken
+    here); raises Refused otherwise."""
     query = dict(parse_qsl(request.raw_path.partition("?")[2]))
     try:
         raw = bearer_from(request) or query.get("access_token")
         if not raw:
             raise Refused(CloseCode.UNAUTHORIZED, "authentication required")
-        caller = verify_bearer(rt.settings.jwt_secret, raw)
+        caller = verify_bearer(rt.settings.jwt_secret, raw, remember=False)
     except Unauthorized as err:
         raise Refused(CloseCode.UNAUTHORIZED, err.message) from None
     session_id = query.get("session_id", "")
     if not session_id or len(session_id) > 64:
         raise Refused(CloseCode.SESSION_NOT_FOUND, "session_id is required")
     creator_id = request.match_info["creator_id"]
-    session, touched = await claim_session(rt.pool, session_id, user_id=caller.user_id,
-                                           creator_id=creator_id)
+    claim = await claim_session(rt.pool, session_id, user_id=caller.user_id,
+                                creator_id=creator_id, instance_id=rt.instance_id)
+    session = claim.session
     if session is None:
         raise Refused(CloseCode.SESSION_NOT_FOUND, "session not found")
-    if touched:
-        return session
+    if claim.touched:
+        return claim
     if session.user_id != caller.user_id:
         raise Refused(CloseCode.FORBIDDEN, "session belongs to another user")
     if session.creator_id != creator_id:
@@ -87,20 +93,27 @@ async def authenticate(request: web.Request, rt: Realtime) -> WatchSession:
     raise Refused(CloseCode.SESSION_NOT_FOUND, "session is no longer live")
 
 
-async def admit(request: web.Request, rt: Realtime, ws: web.WebSocketResponse) -> Conn | None:
-    """Authenticate the upgraded socket and build its Conn; None if it was closed instead."""
+async def admit(request: web.Request, rt: Realtime,
+                ws: web.WebSocketResponse) -> tuple[Conn, bool] | None:
+    """Authenticate the upgraded socket and build its Conn; None if it was closed instead.
+
+    The flag says whether another instance took a socket for this session before
+    (it may still hold it and must be told it was replaced).
+    """
     transport = request.transport
     if rt.hub.draining or transport is None:
         await ws.close(code=CloseCode.DRAINING, message=b"instance draining")
         return None
     _bound_kernel_buffer(transport, rt.settings.ws_soft_limit)
     try:
-        session = await authenticate(request, rt)
+        claim = await authenticate(request, rt)
     except Refused as refused:
         rt.hub.stats.closed[int(refused.code)] += 1
         await ws.close(code=refused.code, message=refused.reason.encode()[:123])
         return None
-    return Conn(ws, transport, session, asyncio.get_running_loop().time())  # type: ignore[arg-type]
+    assert claim.session is not None
+    conn = Conn(ws, transport, claim.session, asyncio.get_running_loop().time())
+    return conn, claim.held_by not in (None, rt.instance_id)
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -113,12 +126,14 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         raise ApiError("Websocket upgrade required (subprotocol droptv.live.v1)", status=426)
     await ws.prepare(request)
-    conn = await admit(request, rt, ws)
-    if conn is None:
+    admitted = await admit(request, rt, ws)
+    if admitted is None:
         return ws
+    conn, held_elsewhere = admitted
+    del admitted
     loop = asyncio.get_running_loop()
     try:
-        await rt.join(conn)
+        await rt.join(conn, held_elsewhere=held_elsewhere)
         # The socket's one reader: client messages in order, until it closes.
         while True:
             msg = await ws.receive()

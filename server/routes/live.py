@@ -63,6 +63,8 @@ from store.sessions import WatchSession
 log = logging.getLogger(__name__)
 
 BASE = "/creators/{creator_id}/channel"
+SESSION_NOT_FOUND = "Watch session not found"
+NOT_YOURS = "This watch session belongs to another user"
 
 
 # --- shared helpers -----------------------------------------------------------------------
@@ -110,9 +112,9 @@ async def owned_session(request: web.Request, caller: Caller, session_id: str) -
     """The caller's session on the path's creator: 404 unknown, 403 someone else's."""
     session = await sessions.get_session(pool_of(request), session_id)
     if session is None or session.creator_id != request.match_info["creator_id"]:
-        raise NotFound("Watch session not found", field="session_id")
+        raise NotFound(SESSION_NOT_FOUND, field="session_id")
     if session.user_id != caller.user_id and not caller.is_admin:
-        raise Forbidden("This watch session belongs to another user", field="session_id")
+        raise Forbidden(NOT_YOURS, field="session_id")
     return session
 
 

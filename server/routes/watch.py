@@ -30,14 +30,20 @@ from aiohttp import web
 
 from protocol import urls
 from protocol.epg import local_day_bounds
-from protocol.errors import MAX_CONCURRENT, Conflict, TooManyRequests, Unprocessable
+from protocol.errors import (
+    MAX_CONCURRENT,
+    Conflict,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    Unprocessable,
+)
 from protocol.format import clock_duration, compact_count, zone
 from protocol.rest import (
     ChannelBrief,
     CreatorBrief,
     DeviceType,
     Heartbeat,
-    HeartbeatEpg,
     HeartbeatStream,
     LatencyMode,
     Quality,
@@ -52,15 +58,16 @@ from protocol.rest import (
     WatchStarted,
     WatchStream,
     WatchViewers,
-    epg_now,
     quality_bitrates,
     utc_seconds,
     watch_epg,
 )
-from server.app import EVENTS, SIGNER
+from server.app import BEATS, CACHE, EVENTS, SIGNER
 from server.respond import body_as, ok, query_as
 from server.routes.live import (
     BASE,
+    NOT_YOURS,
+    SESSION_NOT_FOUND,
     caller_of,
     channel_of,
     live_stream_of,
@@ -75,10 +82,6 @@ from server.routes.live import (
     stream_urls,
 )
 from store import channels, presence, sessions
-
-# How far around now the heartbeat looks for the current and next program.
-EPG_BEHIND = timedelta(days=1)
-EPG_AHEAD = timedelta(days=2)
 
 
 async def start_watch(request: web.Request) -> web.Response:
@@ -189,33 +192,52 @@ async def end_watch(request: web.Request) -> web.Response:
 
 
 async def heartbeat(request: web.Request) -> web.Response:
-    """36: keep the session alive; refreshed token, viewers with delta, EPG now/next."""
+    """36: keep the session alive; refreshed token, viewers with delta, EPG now/next.
+
+    One row of one PostgreSQL statement per call (ownership, touch and the count
+    swap; concurrent calls share a statement, store.sessions.HeartbeatBatcher).
+    Creator, stream, counts and programs come from the instance's short-lived
+    read cache (server.cache, at most viewer_interval old). A session is on its
+    creator's channel (POST watch makes it so), so the path's creator gives the
+    channel whose count the session is told.
+    """
     settings = settings_of(request)
     caller = caller_of(request)
     query = query_as(request, SessionQuery)
-    await snapshot(request)
-    session = await owned_session(request, caller, query.session_id)
+    creator_id = request.match_info["creator_id"]
+    cache = request.app[CACHE]
+    snap = await cache.snapshot(creator_id)
+    if snap is None:
+        raise NotFound("Creator not found", field="creator_id")
+    if snap.channel is None:  # no channel: no session can be on this creator
+        raise NotFound(SESSION_NOT_FOUND, field="session_id")
+    counts = await cache.counts(snap.channel.channel_id)
     pool = pool_of(request)
-    now = now_utc()
-    reason = (session.end_reason or "ended") if session.ended_at is not None else None
-    if reason is None and not await sessions.touch_sessions(pool, [session.session_id]):
-        # Past its hard lifetime (or ended by a concurrent request): end it for good.
-        ended = await sessions.end_session(pool, session.session_id, "expired")
-        reason = (ended.end_reason if ended else None) or "expired"
-        events = request.app[EVENTS]
-        await notify(events.session_ended(session.channel_id, session.session_id, reason))
-        await notify(events.viewers_changed(session.channel_id))
-    counts = await presence.viewer_counts(pool, session.channel_id, ttl=settings.session_ttl)
-    if reason is None:
-        previous = await sessions.report_viewers(pool, session.session_id, counts.watching_now)
-    else:
-        previous = session.reported_watching
-    programs = await channels.programs_between(pool, session.channel_id, now - EPG_BEHIND,
-                                               now + EPG_AHEAD)
-    epg: HeartbeatEpg = epg_now(programs, now, session.timezone)
+    beat = await request.app[BEATS].beat(sessions.BeatRequest(
+        query.session_id, None if caller.is_admin else caller.user_id, creator_id,
+        counts.watching_now))
+    if beat is None or beat.session.creator_id != creator_id:
+        raise NotFound(SESSION_NOT_FOUND, field="session_id")
+    session = beat.session
+    if session.user_id != caller.user_id and not caller.is_admin:
+        raise Forbidden(NOT_YOURS, field="session_id")
+    reason = None
+    if not beat.touched:
+        if session.ended_at is not None:
+            reason = session.end_reason or "ended"
+        else:  # past its hard lifetime: end it for good
+            ended = await sessions.end_session(pool, session.session_id, "expired")
+            reason = (ended.end_reason if ended else None) or "expired"
+            events = request.app[EVENTS]
+            await notify(events.session_ended(session.channel_id, session.session_id, reason))
+            await notify(events.viewers_changed(session.channel_id))
+            counts = await cache.counts(session.channel_id)
+    epg = await cache.epg(session.channel_id, now_utc(), session.timezone)
     stream_info = None
     if reason is None:
-        stream = await channels.get_stream(pool, session.stream_id)
+        stream = snap.stream
+        if stream is None or stream.stream_id != session.stream_id:
+            stream = await channels.get_stream(pool, session.stream_id)
         assert stream is not None
         token = await request.app[SIGNER].mint_for(
             session.channel_id, stream_id=session.stream_id, session_id=session.session_id,
@@ -230,7 +252,7 @@ async def heartbeat(request: web.Request) -> web.Response:
         stream=stream_info,
         viewers=ViewersDelta(watching_now=counts.watching_now,
                              watching_now_formatted=compact_count(counts.watching_now),
-                             delta=counts.watching_now - previous),
+                             delta=counts.watching_now - beat.previous),
         epg=epg,
     ))
 
