@@ -536,6 +536,10 @@ class AnalyticsWriter:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.flush_interval):
                             await self._full.wait()
+                    # Python 3.11 can turn a cancel racing the timeout into TimeoutError: keep it.
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        raise asyncio.CancelledError
                 batch = self._take()
                 await self._commit(batch)
                 if self._backoff:
