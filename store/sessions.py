@@ -291,7 +291,8 @@ class HeartbeatBatcher:
     test) share one row of the statement and get what running them one after
     the other would give: the first is told the stored previous count, each
     later one the count the one before it told. A request for a session already
-    in the batch under another caller waits for the next batch. A failed
+    in the batch, or in a batch still running, under another caller waits until
+    that batch is done, so one session's heartbeats run in arrival order. A failed
     statement fails every request of its batch with the same error. A request
     whose caller goes away is still executed with its batch.
     """
@@ -302,6 +303,7 @@ class HeartbeatBatcher:
         self.max_inflight = max_inflight
         self._queue: list[tuple[BeatRequest, asyncio.Future[Beat | None]]] = []
         self._inflight: set[asyncio.Task[None]] = set()
+        self._busy: set[str] = set()  # sessions of the batches in flight
         self._kick_armed = False
         self.batches = 0  # statements run, for tests and metrics
         self.requests = 0
@@ -321,6 +323,9 @@ class HeartbeatBatcher:
         self._kick_armed = False
         while self._queue and len(self._inflight) < self.max_inflight:
             batch = self._take()
+            if not batch:
+                break  # all that is queued waits for its session's batch in flight; _done kicks again
+            self._busy.update(session_id for session_id, _, _ in batch)
             task = asyncio.get_running_loop().create_task(self._run(batch), name="heartbeats")
             self._inflight.add(task)
             task.add_done_callback(self._done)
@@ -338,7 +343,8 @@ class HeartbeatBatcher:
             group = groups.get(key)
             if group is not None:
                 group.append(item)
-            elif req.session_id in sessions or len(groups) >= self.max_batch:
+            elif req.session_id in sessions or req.session_id in self._busy \
+                    or len(groups) >= self.max_batch:
                 rest.append(item)
             else:
                 groups[key] = [item]
@@ -358,6 +364,8 @@ class HeartbeatBatcher:
         except Exception as err:  # noqa: BLE001 - handed to the requests, who map it to a status
             self._fail(groups, err)
             return
+        finally:
+            self._busy.difference_update(session_id for session_id, _, _ in groups)
         self.batches += 1
         for (session_id, _, _), items in groups.items():
             beat = found.get(session_id)
