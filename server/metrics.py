@@ -58,6 +58,9 @@ class RealtimeCollector(Collector):
             yield family
         yield CounterMetricFamily("droptv_ws_slow_consumer_closes",
                                   "Sockets closed with 4008 past the hard buffer limit", value=stats.slow_closes)
+        yield CounterMetricFamily("droptv_ws_ping_timeouts",
+                                  "Sockets dropped for not answering a ping (half-open)",
+                                  value=stats.ping_timeouts)
         yield CounterMetricFamily("droptv_bus_reconnects", "Reconnections of the Redis bus",
                                   value=rt.bus_reconnects)
         yield CounterMetricFamily("droptv_bus_publish_failures", "Events that could not be published",

@@ -125,4 +125,5 @@ async def test_metrics_count_sockets_messages_and_fanout_delay(
         assert _sample(text, "droptv_ws_messages_sent_total", '{type="stream"}') >= 1
         assert _sample(text, "droptv_fanout_delay_seconds_count") >= 1
         assert _sample(text, "droptv_ws_slow_consumer_closes_total") == 0
+        assert _sample(text, "droptv_ws_ping_timeouts_total") == 0
         await watcher.close()
