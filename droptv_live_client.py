@@ -84,8 +84,12 @@ class LiveClient:
         await self.connect()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
     def _ws_url(self, base: str) -> str:
@@ -102,21 +106,28 @@ class LiveClient:
             url = self._ws_url(self.current_url)
             try:
                 self._ws = await self._http.ws_connect(
-                    url, params={"session_id": self.session_id}, protocols=(SUBPROTOCOL,),
-                    headers={"Authorization": f"Bearer {self.token}"}, autoping=True,
-                    timeout=aiohttp.ClientWSTimeout(ws_close=5.0), max_msg_size=4 * 1024 * 1024,
+                    url,
+                    params={"session_id": self.session_id},
+                    protocols=(SUBPROTOCOL,),
+                    headers={"Authorization": f"Bearer {self.token}"},
+                    autoping=True,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
+                    max_msg_size=4 * 1024 * 1024,
                 )
             except aiohttp.WSServerHandshakeError as err:
                 if err.status in (401, 403, 404):
-                    raise LiveClosed({401: 4001, 403: 4003, 404: 4004}[err.status], err.message) from err
+                    raise LiveClosed(
+                        {401: 4001, 403: 4003, 404: 4004}[err.status], err.message
+                    ) from err
                 last_error = err
             except (TimeoutError, aiohttp.ClientError, OSError) as err:
                 last_error = err
             else:
                 self.connects += 1
                 if self.epoch is not None:
-                    await self._ws.send_str(json.dumps(
-                        {"type": "resume", "epoch": self.epoch, "last_seq": self.seq}))
+                    await self._ws.send_str(
+                        json.dumps({"type": "resume", "epoch": self.epoch, "last_seq": self.seq})
+                    )
                 return
             self.url_index += 1
             await asyncio.sleep(delay * (0.5 + random.random() / 2))
@@ -153,10 +164,18 @@ class LiveClient:
                 if self._accept(msg):
                     yield msg
                 continue
-            if raw.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
-                            aiohttp.WSMsgType.ERROR):
+            if raw.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSING,
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.ERROR,
+            ):
                 # The code the server sent wins over what aiohttp records after a failed close reply.
-                code = raw.data if raw.type == aiohttp.WSMsgType.CLOSE else (self._ws.close_code or 1006)
+                code = (
+                    raw.data
+                    if raw.type == aiohttp.WSMsgType.CLOSE
+                    else (self._ws.close_code or 1006)
+                )
                 self.last_close_code = code
                 await self._ws.close()
                 self._ws = None

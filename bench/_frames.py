@@ -21,12 +21,12 @@ def next_frame(data: bytes, pos: int) -> tuple[int, int, int] | None:
     if length == 126:
         if n - start < 2:
             return None
-        length = int.from_bytes(data[start:start + 2], "big")
+        length = int.from_bytes(data[start : start + 2], "big")
         start += 2
     elif length == 127:
         if n - start < 8:
             return None
-        length = int.from_bytes(data[start:start + 8], "big")
+        length = int.from_bytes(data[start : start + 8], "big")
         start += 8
     if b1 & 0x80:
         start += 4

@@ -92,14 +92,20 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def percentiles(values: Sequence[float] | np.ndarray, scale: float = 1000.0) -> dict[str, float | None]:
+def percentiles(
+    values: Sequence[float] | np.ndarray, scale: float = 1000.0
+) -> dict[str, float | None]:
     """p50/p90/p99/max of `values` times `scale` (seconds → ms by default); None when empty."""
     arr = np.asarray(values, dtype=np.float64)
     if arr.size == 0:
         return {"p50": None, "p90": None, "p99": None, "max": None}
     p50, p90, p99 = np.percentile(arr, [50, 90, 99])
-    return {"p50": round(float(p50) * scale, 3), "p90": round(float(p90) * scale, 3),
-            "p99": round(float(p99) * scale, 3), "max": round(float(arr.max()) * scale, 3)}
+    return {
+        "p50": round(float(p50) * scale, 3),
+        "p90": round(float(p90) * scale, 3),
+        "p99": round(float(p99) * scale, 3),
+        "max": round(float(arr.max()) * scale, 3),
+    }
 
 
 def median(values: Iterable[float | None]) -> float | None:
@@ -165,10 +171,13 @@ class Window:
     backend_cpu_s: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
-        return {"wall_s": round(self.wall_s, 3), "server_cpu_s": round(self.server_cpu_s, 4),
-                "driver_cpu_s": round(self.driver_cpu_s, 4),
-                "backend_cpu_s": round(self.backend_cpu_s, 4),
-                "machine_busy_pct": round(self.machine_busy_pct, 1)}
+        return {
+            "wall_s": round(self.wall_s, 3),
+            "server_cpu_s": round(self.server_cpu_s, 4),
+            "driver_cpu_s": round(self.driver_cpu_s, 4),
+            "backend_cpu_s": round(self.backend_cpu_s, 4),
+            "machine_busy_pct": round(self.machine_busy_pct, 1),
+        }
 
 
 class Meter:
@@ -179,8 +188,9 @@ class Meter:
     lower bound when connections churn.
     """
 
-    def __init__(self, procs: Iterable[psutil.Process],
-                 backends: Iterable[psutil.Process] = ()) -> None:
+    def __init__(
+        self, procs: Iterable[psutil.Process], backends: Iterable[psutil.Process] = ()
+    ) -> None:
         self.procs = list(procs)
         self.backends = list(backends)
         self._t0 = 0.0
@@ -201,7 +211,8 @@ class Meter:
         machine1 = psutil.cpu_times()
         total0, total1 = sum(self._machine0), sum(machine1)
         idle = (machine1.idle - self._machine0.idle) + (
-            getattr(machine1, "iowait", 0.0) - getattr(self._machine0, "iowait", 0.0))
+            getattr(machine1, "iowait", 0.0) - getattr(self._machine0, "iowait", 0.0)
+        )
         span = max(total1 - total0, 1e-9)
         return Window(
             wall_s=time.monotonic() - self._t0,
@@ -273,8 +284,9 @@ class Profiler:
     server runs unmodified; its own CPU is not in the servers' figures.
     """
 
-    def __init__(self, out_dir: Path | None, servers: Sequence[ServerProc], seconds: float,
-                 tag: str) -> None:
+    def __init__(
+        self, out_dir: Path | None, servers: Sequence[ServerProc], seconds: float, tag: str
+    ) -> None:
         self.out_dir = out_dir
         self.servers = list(servers)
         self.seconds = max(round(seconds), 1)
@@ -293,10 +305,26 @@ class Profiler:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for server in self.servers:
             out = self.out_dir / f"{self.tag}-{server.name}.svg"
-            self.procs.append(subprocess.Popen(
-                [exe, "record", "--pid", str(server.proc.pid), "--output", str(out), "--duration",
-                 str(self.seconds), "--rate", "250", "--nonblocking", "--subprocesses"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            self.procs.append(
+                subprocess.Popen(
+                    [
+                        exe,
+                        "record",
+                        "--pid",
+                        str(server.proc.pid),
+                        "--output",
+                        str(out),
+                        "--duration",
+                        str(self.seconds),
+                        "--rate",
+                        "250",
+                        "--nonblocking",
+                        "--subprocesses",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
             self.files.append(str(out))
         return self
 
@@ -314,13 +342,19 @@ def wait_healthy(server: ServerProc, timeout: float = HEALTH_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
-            raise RuntimeError(f"{server.name} exited with {server.proc.returncode}:\n{server.log_tail()}")
-        with contextlib.suppress(urllib.error.URLError, OSError), \
-                urllib.request.urlopen(server.url + "/healthz", timeout=1.0) as resp:
+            raise RuntimeError(
+                f"{server.name} exited with {server.proc.returncode}:\n{server.log_tail()}"
+            )
+        with (
+            contextlib.suppress(urllib.error.URLError, OSError),
+            urllib.request.urlopen(server.url + "/healthz", timeout=1.0) as resp,
+        ):
             if resp.status == 200:
                 return
         time.sleep(0.1)
-    raise TimeoutError(f"{server.name} on {server.port} not healthy in {timeout}s:\n{server.log_tail()}")
+    raise TimeoutError(
+        f"{server.name} on {server.port} not healthy in {timeout}s:\n{server.log_tail()}"
+    )
 
 
 class Harness:
@@ -344,8 +378,12 @@ class Harness:
         self._old_term = signal.signal(signal.SIGTERM, self._on_term)
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
         signal.signal(signal.SIGTERM, self._old_term or signal.SIG_DFL)
 
@@ -387,7 +425,8 @@ class Harness:
             conn: asyncpg.Connection
             async with pool.acquire() as conn:
                 found = await conn.fetchval(
-                    "select count(*) from creators where creator_id = 'creator_001'")
+                    "select count(*) from creators where creator_id = 'creator_001'"
+                )
         finally:
             await pool.close()
         self.notes["demo_world"] = bool(found)
@@ -408,31 +447,51 @@ class Harness:
         log_path = self.tmp / f"{name}-{port}.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-c", _DIE_WITH_PARENT, *cmd], cwd=ROOT, env=env, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                [sys.executable, "-c", _DIE_WITH_PARENT, *cmd],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         server = ServerProc(name, port, proc, log_path)
         self.servers.append(server)
         return server
 
-    def start_project(self, count: int, *, env: dict[str, str] | None = None,
-                      workers: int = 1) -> list[ServerProc]:
+    def start_project(
+        self, count: int, *, env: dict[str, str] | None = None, workers: int = 1
+    ) -> list[ServerProc]:
         """`count` real `droptv-live serve` instances on this harness's PostgreSQL and Valkey."""
         assert self.pg is not None
         started = []
         for _ in range(count):
             self._counter += 1
             port = free_port()
-            cmd = [sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", str(port),
-                   "--database-url", self.pg.url, "--no-demo"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "server",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--database-url",
+                self.pg.url,
+                "--no-demo",
+            ]
             if self.redis_url:
                 cmd += ["--redis-url", self.redis_url]
             if workers > 1:
                 cmd += ["--workers", str(workers)]
             full_env = {
-                **os.environ, "JWT_SECRET": self.secret, "DROPTV_REDIS_PREFIX": self.prefix,
-                "DROPTV_LOG_LEVEL": "WARNING", "DROPTV_INSTANCE_ID": f"bench-{self._counter}",
-                "PYTHONUNBUFFERED": "1", **(env or {}),
+                **os.environ,
+                "JWT_SECRET": self.secret,
+                "DROPTV_REDIS_PREFIX": self.prefix,
+                "DROPTV_LOG_LEVEL": "WARNING",
+                "DROPTV_INSTANCE_ID": f"bench-{self._counter}",
+                "PYTHONUNBUFFERED": "1",
+                **(env or {}),
             }
             full_env.pop("DATABASE_URL", None)
             full_env.pop("REDIS_URL", None)
@@ -448,8 +507,17 @@ class Harness:
         for _ in range(count):
             self._counter += 1
             port = free_port()
-            cmd = [sys.executable, "-m", "bench.floor", "--port", str(port),
-                   "--redis-url", self.redis_url, "--channel", channel]
+            cmd = [
+                sys.executable,
+                "-m",
+                "bench.floor",
+                "--port",
+                str(port),
+                "--redis-url",
+                self.redis_url,
+                "--channel",
+                channel,
+            ]
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
             started.append(self._spawn(f"floor{self._counter}", cmd, port, env))
         for server in started:
@@ -506,14 +574,18 @@ def harness(**kwargs: Any) -> Iterator[Harness]:
 
 def command_parser(module: str, doc: str | None) -> argparse.ArgumentParser:
     """The parser of `python -m bench.<module>`, with the module's docstring as its help."""
-    return argparse.ArgumentParser(prog=f"python -m bench.{module}", description=doc,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    return argparse.ArgumentParser(
+        prog=f"python -m bench.{module}",
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def add_result_args(parser: argparse.ArgumentParser, name: str) -> None:
     """`--out DIR` and `--name NAME`: where `write_result` puts NAME.json and NAME.png."""
-    parser.add_argument("--out", type=Path, default=RESULTS,
-                        help=f"directory for {name}.json and {name}.png")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help=f"directory for {name}.json and {name}.png"
+    )
     parser.add_argument("--name", default=name, help="base name of the result files")
 
 
@@ -524,8 +596,13 @@ def int_list(text: str) -> list[int]:
 
 def new_summary(bench: str, method: dict[str, Any]) -> dict[str, Any]:
     """The head every benchmark's summary starts with: what ran, when, where and how."""
-    return {"bench": bench, "started_at": stamp(), "machine": machine_info(),
-            "command": f"python -m bench.{bench} " + " ".join(sys.argv[1:]), "method": method}
+    return {
+        "bench": bench,
+        "started_at": stamp(),
+        "machine": machine_info(),
+        "command": f"python -m bench.{bench} " + " ".join(sys.argv[1:]),
+        "method": method,
+    }
 
 
 def run_main(main: Coroutine[Any, Any, Any]) -> int:
@@ -542,8 +619,13 @@ def run_main(main: Coroutine[Any, Any, Any]) -> int:
     return 0
 
 
-def write_result(name: str, summary: dict[str, Any], out_dir: Path | None = None, *,
-                 chart: Callable[[Path], Any] | None = None) -> Path:
+def write_result(
+    name: str,
+    summary: dict[str, Any],
+    out_dir: Path | None = None,
+    *,
+    chart: Callable[[Path], Any] | None = None,
+) -> Path:
     """Write `summary` to <out_dir>/<name>.json, print it on stdout, return the path.
 
     With `chart`, first `chart(<out_dir>/<name>.png)` draws the PNG and summary["chart"] names it.

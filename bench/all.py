@@ -24,20 +24,81 @@ from bench._harness import RESULTS, ROOT, command_parser, machine_info, stamp, w
 
 # name → arguments; sized so that the set takes well under 10 minutes on 2 cores.
 FULL: Final[dict[str, list[str]]] = {
-    "fanout": ["--instances", "1,2", "--watchers", "2000", "--rate", "5", "--duration", "8",
-               "--compare-floor", "--repeats", "2", "--sessions", "sql"],
-    "fanout_10k": ["--instances", "2", "--watchers", "10000", "--rate", "5", "--duration", "8",
-                   "--compare-floor", "--repeats", "1", "--sessions", "sql", "--name", "fanout_10k"],
-    "pollpush": ["--watchers", "1000", "--poll-window", "10", "--poll-rounds", "2",
-                 "--push-window", "20"],
+    "fanout": [
+        "--instances",
+        "1,2",
+        "--watchers",
+        "2000",
+        "--rate",
+        "5",
+        "--duration",
+        "8",
+        "--compare-floor",
+        "--repeats",
+        "2",
+        "--sessions",
+        "sql",
+    ],
+    "fanout_10k": [
+        "--instances",
+        "2",
+        "--watchers",
+        "10000",
+        "--rate",
+        "5",
+        "--duration",
+        "8",
+        "--compare-floor",
+        "--repeats",
+        "1",
+        "--sessions",
+        "sql",
+        "--name",
+        "fanout_10k",
+    ],
+    "pollpush": [
+        "--watchers",
+        "1000",
+        "--poll-window",
+        "10",
+        "--poll-rounds",
+        "2",
+        "--push-window",
+        "20",
+    ],
     "ingest": ["--batches", "1,50,500", "--clients", "32", "--duration", "5"],
     "rest": ["--concurrency", "64", "--duration", "5", "--repeats", "2"],
 }
 QUICK: Final[dict[str, list[str]]] = {
-    "fanout": ["--instances", "1", "--watchers", "100", "--rate", "5", "--duration", "2",
-               "--compare-floor", "--idle", "0.5", "--drain", "1", "--origin", "1"],
-    "pollpush": ["--watchers", "100", "--poll-window", "2", "--poll-rounds", "1",
-                 "--push-window", "3", "--baseline", "2"],
+    "fanout": [
+        "--instances",
+        "1",
+        "--watchers",
+        "100",
+        "--rate",
+        "5",
+        "--duration",
+        "2",
+        "--compare-floor",
+        "--idle",
+        "0.5",
+        "--drain",
+        "1",
+        "--origin",
+        "1",
+    ],
+    "pollpush": [
+        "--watchers",
+        "100",
+        "--poll-window",
+        "2",
+        "--poll-rounds",
+        "1",
+        "--push-window",
+        "3",
+        "--baseline",
+        "2",
+    ],
     "ingest": ["--batches", "1,50", "--clients", "8", "--duration", "2"],
     "rest": ["--concurrency", "16", "--duration", "1", "--repeats", "1", "--warmup", "0"],
 }
@@ -94,40 +155,73 @@ def _config(summary: dict[str, Any] | None, instances: int, watchers: int) -> di
 def headline(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The figures issue #5 judges, each with its target and whether this run met it."""
     fan = _get(results, "fanout_10k", "summary") or _get(results, "fanout", "summary")
-    biggest = max(_get(fan, "configs") or [{}], key=lambda c: (c.get("watchers", 0), c.get("instances", 0)))
+    biggest = max(
+        _get(fan, "configs") or [{}], key=lambda c: (c.get("watchers", 0), c.get("instances", 0))
+    )
     ratio = biggest.get("ratio_project_over_floor") or {}
     project = biggest.get("project") or {}
     checks: dict[str, Any] = {
-        "fanout_config": {"instances": biggest.get("instances"), "watchers": biggest.get("watchers")},
-        "cpu_per_delivery_vs_floor": {"value": ratio.get("server_cpu_us_per_delivery"),
-                                      "target": "<= 1.3"},
+        "fanout_config": {
+            "instances": biggest.get("instances"),
+            "watchers": biggest.get("watchers"),
+        },
+        "cpu_per_delivery_vs_floor": {
+            "value": ratio.get("server_cpu_us_per_delivery"),
+            "target": "<= 1.3",
+        },
         "cpu_per_delivery_net_of_origin_vs_floor": {
-            "value": ratio.get("server_cpu_us_per_delivery_net_of_origin"), "target": "<= 1.3",
-            "note": "project CPU less what its admin/session requests cost (the floor gets events free)"},
+            "value": ratio.get("server_cpu_us_per_delivery_net_of_origin"),
+            "target": "<= 1.3",
+            "note": "project CPU less what its admin/session requests cost (the floor gets events free)",
+        },
         "completion_p99_vs_floor": {"value": ratio.get("completion_p99_ms"), "target": "<= 1.5"},
-        "missed_and_duplicated": {"value": [project.get("missed"), project.get("duplicated")],
-                                  "target": "0 and 0"},
+        "missed_and_duplicated": {
+            "value": [project.get("missed"), project.get("duplicated")],
+            "target": "0 and 0",
+        },
         "rss_per_watcher_kib": {"value": project.get("rss_per_watcher_kib"), "target": "<= 12"},
-        "push_cheaper_than_poll": {"value": _get(results, "pollpush", "summary", "ratio_poll_over_push"),
-                                   "target": ">= 10"},
+        "push_cheaper_than_poll": {
+            "value": _get(results, "pollpush", "summary", "ratio_poll_over_push"),
+            "target": ">= 10",
+        },
         "ingest_events_per_s_batch_50": {
-            "value": next((r["events_per_s"] for r in _get(results, "ingest", "summary", "runs") or []
-                           if r["batch"] == 50), None),
-            "target": ">= 50000"},
-        "ingest_acked_missing": {"value": _get(results, "ingest", "summary", "acked_missing_total"),
-                                 "target": "0"},
+            "value": next(
+                (
+                    r["events_per_s"]
+                    for r in _get(results, "ingest", "summary", "runs") or []
+                    if r["batch"] == 50
+                ),
+                None,
+            ),
+            "target": ">= 50000",
+        },
+        "ingest_acked_missing": {
+            "value": _get(results, "ingest", "summary", "acked_missing_total"),
+            "target": "0",
+        },
         "rest_36_vs_hello_rps": {
-            "value": _get(results, "rest", "summary", "endpoints", "36_heartbeat", "ratio_to_hello_rps"),
-            "target": ">= 0.5"},
+            "value": _get(
+                results, "rest", "summary", "endpoints", "36_heartbeat", "ratio_to_hello_rps"
+            ),
+            "target": ">= 0.5",
+        },
     }
-    limits = {"cpu_per_delivery_vs_floor": (None, 1.3),
-              "cpu_per_delivery_net_of_origin_vs_floor": (None, 1.3), "completion_p99_vs_floor": (None, 1.5),
-              "rss_per_watcher_kib": (None, 12.0), "push_cheaper_than_poll": (10.0, None),
-              "ingest_events_per_s_batch_50": (50000.0, None), "rest_36_vs_hello_rps": (0.5, None)}
+    limits = {
+        "cpu_per_delivery_vs_floor": (None, 1.3),
+        "cpu_per_delivery_net_of_origin_vs_floor": (None, 1.3),
+        "completion_p99_vs_floor": (None, 1.5),
+        "rss_per_watcher_kib": (None, 12.0),
+        "push_cheaper_than_poll": (10.0, None),
+        "ingest_events_per_s_batch_50": (50000.0, None),
+        "rest_36_vs_hello_rps": (0.5, None),
+    }
     for key, (low, high) in limits.items():
         value = checks[key]["value"]
-        checks[key]["met"] = None if value is None else (
-            (low is None or value >= low) and (high is None or value <= high))
+        checks[key]["met"] = (
+            None
+            if value is None
+            else ((low is None or value >= low) and (high is None or value <= high))
+        )
     mad = checks["missed_and_duplicated"]["value"]
     checks["missed_and_duplicated"]["met"] = None if None in mad else mad == [0, 0]
     missing = checks["ingest_acked_missing"]["value"]
@@ -137,10 +231,16 @@ def headline(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = command_parser("all", __doc__)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the machinery only")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes: checks the machinery only"
+    )
     parser.add_argument("--only", help="comma list of benchmark names to run")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="default bench/results (bench/results/tmp with --quick)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default bench/results (bench/results/tmp with --quick)",
+    )
     args = parser.parse_args(argv)
     args.out = args.out or (RESULTS / "tmp" if args.quick else RESULTS)
     plan = QUICK if args.quick else FULL
@@ -158,9 +258,14 @@ def main(argv: list[str] | None = None) -> int:
         print("## interrupted", file=sys.stderr)
         return 130
     summary = {
-        "bench": "all", "started_at": stamp(), "machine": machine_info(), "quick": args.quick,
+        "bench": "all",
+        "started_at": stamp(),
+        "machine": machine_info(),
+        "quick": args.quick,
         "seconds": round(time.monotonic() - started, 1),
-        "benchmarks": {name: {k: v for k, v in r.items() if k != "summary"} for name, r in results.items()},
+        "benchmarks": {
+            name: {k: v for k, v in r.items() if k != "summary"} for name, r in results.items()
+        },
         "headline": headline(results),
     }
     write_result("all", summary, args.out)

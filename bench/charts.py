@@ -12,8 +12,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def latency_cdf(path: Path, series: Mapping[str, np.ndarray], *, title: str,
-                xlabel: str = "delivery latency (ms, log scale)") -> Path:
+def latency_cdf(
+    path: Path,
+    series: Mapping[str, np.ndarray],
+    *,
+    title: str,
+    xlabel: str = "delivery latency (ms, log scale)",
+) -> Path:
     """One CDF line per configuration; `series` values are latencies in seconds."""
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
     for label, values in series.items():
@@ -23,8 +28,13 @@ def latency_cdf(path: Path, series: Mapping[str, np.ndarray], *, title: str,
         if arr.size > 20000:  # plot a fixed number of quantiles; the curve is the same
             arr = np.quantile(arr, np.linspace(0, 1, 20000))
         y = np.linspace(0, 1, arr.size, endpoint=True)
-        ax.plot(np.maximum(arr, 1e-3), y, label=label, linewidth=1.4,
-                linestyle="--" if "floor" in label else "-")
+        ax.plot(
+            np.maximum(arr, 1e-3),
+            y,
+            label=label,
+            linewidth=1.4,
+            linestyle="--" if "floor" in label else "-",
+        )
     if not ax.lines:
         ax.text(0.5, 0.5, "no deliveries", ha="center", va="center", transform=ax.transAxes)
     ax.set_xscale("log")
@@ -40,8 +50,15 @@ def latency_cdf(path: Path, series: Mapping[str, np.ndarray], *, title: str,
     return path
 
 
-def grouped_bars(path: Path, groups: Sequence[str], series: Mapping[str, Sequence[float | None]], *,
-                 title: str, ylabel: str, log: bool = False) -> Path:
+def grouped_bars(
+    path: Path,
+    groups: Sequence[str],
+    series: Mapping[str, Sequence[float | None]],
+    *,
+    title: str,
+    ylabel: str,
+    log: bool = False,
+) -> Path:
     """Bars per group (x) for each series (colour); missing values are left out."""
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
     width = 0.8 / max(len(series), 1)
@@ -51,8 +68,13 @@ def grouped_bars(path: Path, groups: Sequence[str], series: Mapping[str, Sequenc
         bars = ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=label)
         for bar, v in zip(bars, vals, strict=True):
             if not np.isnan(v):
-                ax.annotate(f"{v:,.3g}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                            ha="center", va="bottom", fontsize=7)
+                ax.annotate(
+                    f"{v:,.3g}",
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
     ax.set_xticks(x, groups, fontsize=8)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

@@ -102,20 +102,27 @@ class Options:
 # -- sessions -----------------------------------------------------------------------------------
 
 
-async def create_sessions_rest(h: Harness, servers: list[ServerProc], users: list[str],
-                               concurrency: int) -> list[str]:
+async def create_sessions_rest(
+    h: Harness, servers: list[ServerProc], users: list[str], concurrency: int
+) -> list[str]:
     """POST watch for every user (round-robin over instances), `concurrency` at a time."""
     sids: list[str] = [""] * len(users)
     sem = asyncio.Semaphore(concurrency)
     body = {"channel_id": CHANNEL, "device_type": "web", "quality": "auto"}
     errors: list[str] = []
     connector = aiohttp.TCPConnector(limit=concurrency * 2)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=60)
+    ) as http:
 
         async def one(i: int, user: str) -> None:
             url = servers[i % len(servers)].url + LIVE + "/watch"
-            async with sem, http.post(url, json=body,
-                                 headers={"Authorization": f"Bearer {h.token(user)}"}) as resp:
+            async with (
+                sem,
+                http.post(
+                    url, json=body, headers={"Authorization": f"Bearer {h.token(user)}"}
+                ) as resp,
+            ):
                 data = await resp.json(content_type=None)
                 if resp.status != 200:
                     errors.append(f"{resp.status} {data}")
@@ -138,22 +145,27 @@ async def create_sessions_sql(h: Harness, users: list[str]) -> list[str]:
     conn = await asyncpg.connect(h.pg.url)
     try:
         stream_id = await conn.fetchval(
-            "select stream_id from streams where channel_id = $1 and ended_at is null", CHANNEL)
+            "select stream_id from streams where channel_id = $1 and ended_at is null", CHANNEL
+        )
         if stream_id is None:
             raise RuntimeError(f"{CHANNEL} has no live stream")
         sids = [new_session_id() for _ in users]
-        rows = [(sid, user, CREATOR, CHANNEL, stream_id, "web", "auto", "UTC")
-                for sid, user in zip(sids, users, strict=True)]
+        rows = [
+            (sid, user, CREATOR, CHANNEL, stream_id, "web", "auto", "UTC")
+            for sid, user in zip(sids, users, strict=True)
+        ]
         async with conn.transaction():
             await conn.execute(
                 "create temp table bench_sessions (session_id text, user_id text, creator_id text,"
                 " channel_id text, stream_id text, device_type text, quality text, timezone text)"
-                " on commit drop")
+                " on commit drop"
+            )
             await conn.copy_records_to_table("bench_sessions", records=rows)
             await conn.execute(
                 "insert into watch_sessions (session_id, user_id, creator_id, channel_id, stream_id,"
                 " device_type, quality, timezone, expires_at)"
-                " select *, now() + interval '6 hours' from bench_sessions")
+                " select *, now() + interval '6 hours' from bench_sessions"
+            )
     finally:
         await conn.close()
     return sids
@@ -196,13 +208,27 @@ async def drive_floor(redis_url: str, channel: str, rate: float, duration: float
             # The project's StreamStatus and Viewers messages, field for field.
             if kind == "stream":
                 msg: dict[str, Any] = {
-                    "type": "stream", "epoch": epoch, "seq": seq, "ts": time.time(),
-                    "stream_id": STREAM, "is_live": True,
-                    "health": HEALTH_CYCLE[i % len(HEALTH_CYCLE)], "title": "Behind the Laughs"}
+                    "type": "stream",
+                    "epoch": epoch,
+                    "seq": seq,
+                    "ts": time.time(),
+                    "stream_id": STREAM,
+                    "is_live": True,
+                    "health": HEALTH_CYCLE[i % len(HEALTH_CYCLE)],
+                    "title": "Behind the Laughs",
+                }
             else:
-                msg = {"type": "viewers", "epoch": epoch, "seq": seq, "ts": time.time(),
-                       "watching_now": 10000 + i, "watching_now_formatted": "10K", "delta": 1,
-                       "peak_today": 10000 + i, "peak_today_formatted": "10K"}
+                msg = {
+                    "type": "viewers",
+                    "epoch": epoch,
+                    "seq": seq,
+                    "ts": time.time(),
+                    "watching_now": 10000 + i,
+                    "watching_now_formatted": "10K",
+                    "delta": 1,
+                    "peak_today": 10000 + i,
+                    "peak_today_formatted": "10K",
+                }
             await client.publish(channel, json.dumps(msg, separators=(",", ":")))
 
     try:
@@ -231,7 +257,9 @@ class ProjectDriver:
         self.churn_i = 0
         self.open_sessions: list[tuple[str, str]] = []
 
-    async def drive(self, rate: float, duration: float, churn_rate: float, t0: float) -> dict[str, Any]:
+    async def drive(
+        self, rate: float, duration: float, churn_rate: float, t0: float
+    ) -> dict[str, Any]:
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(timeout=timeout) as http:
             health_errors: list[str] = []
@@ -242,8 +270,12 @@ class ProjectDriver:
                 self.health_i += 1
                 method, path, field = ADMIN_HEALTH
                 url = self.servers[i % len(self.servers)].url + path
-                async with http.request(method, url, json={field: HEALTH_CYCLE[i % len(HEALTH_CYCLE)]},
-                                        headers=self.admin) as resp:
+                async with http.request(
+                    method,
+                    url,
+                    json={field: HEALTH_CYCLE[i % len(HEALTH_CYCLE)]},
+                    headers=self.admin,
+                ) as resp:
                     if resp.status >= 300:
                         health_errors.append(f"{resp.status} {await resp.text()}"[:300])
 
@@ -258,8 +290,9 @@ class ProjectDriver:
                 if i % 4 < 2 or not open_sessions:
                     user = f"{self.run_id}_churn{i}"
                     auth = {"Authorization": f"Bearer {self.h.token(user)}"}
-                    async with http.post(base, json={"channel_id": CHANNEL, "device_type": "ios"},
-                                         headers=auth) as resp:
+                    async with http.post(
+                        base, json={"channel_id": CHANNEL, "device_type": "ios"}, headers=auth
+                    ) as resp:
                         data = await resp.json(content_type=None)
                         if resp.status != 200:
                             churn_errors.append(f"{resp.status} {data}"[:300])
@@ -276,12 +309,19 @@ class ProjectDriver:
             n_churn = int(churn_rate * duration)
             done = await asyncio.gather(
                 _paced(n_health, 1.0 / rate, t0, health),
-                _paced(n_churn, 1.0 / churn_rate, t0 + 0.1, churn) if n_churn else asyncio.sleep(0, 0),
+                _paced(n_churn, 1.0 / churn_rate, t0 + 0.1, churn)
+                if n_churn
+                else asyncio.sleep(0, 0),
             )
-        return {"health_changes": done[0], "churn_ops": done[1],
-                "ops_ok": done[0] + done[1] - len(health_errors) - len(churn_errors),
-                "health_errors": health_errors[:3], "health_error_count": len(health_errors),
-                "churn_errors": churn_errors[:3], "churn_error_count": len(churn_errors)}
+        return {
+            "health_changes": done[0],
+            "churn_ops": done[1],
+            "ops_ok": done[0] + done[1] - len(health_errors) - len(churn_errors),
+            "health_errors": health_errors[:3],
+            "health_error_count": len(health_errors),
+            "churn_errors": churn_errors[:3],
+            "churn_error_count": len(churn_errors),
+        }
 
 
 # -- one run ------------------------------------------------------------------------------------
@@ -291,9 +331,17 @@ def _rss(servers: list[ServerProc]) -> int:
     return sum(s.rss() for s in servers)
 
 
-def _summary(cfg: Config, d: Deliveries, window: dict[str, float], idle_cpu_per_s: float,
-             origin_cpu_s: float, connect: dict[str, Any], rss_before: int, rss_after: int,
-             extra: dict[str, Any]) -> dict[str, Any]:
+def _summary(
+    cfg: Config,
+    d: Deliveries,
+    window: dict[str, float],
+    idle_cpu_per_s: float,
+    origin_cpu_s: float,
+    connect: dict[str, Any],
+    rss_before: int,
+    rss_after: int,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
     deliveries = d.deliveries
     completion = d.completion()
     cpu = window["server_cpu_s"]
@@ -301,37 +349,56 @@ def _summary(cfg: Config, d: Deliveries, window: dict[str, float], idle_cpu_per_
     fanout_cpu = cpu - origin_cpu_s
     expected = d.watchers * max(len(d.per_seq), d.published or 0)
     return {
-        "target": cfg.target, "instances": cfg.instances, "watchers": cfg.watchers,
-        "rate_per_s": cfg.rate, "duration_s": cfg.duration, "repeat": cfg.repeat,
+        "target": cfg.target,
+        "instances": cfg.instances,
+        "watchers": cfg.watchers,
+        "rate_per_s": cfg.rate,
+        "duration_s": cfg.duration,
+        "repeat": cfg.repeat,
         "connect": connect,
         "latency_ms": percentiles(d.latencies),
-        "completion_ms": {**{k: v for k, v in percentiles(completion).items() if k != "p90"},
-                          "complete_broadcasts": int(completion.size)},
-        "broadcasts": len(d.per_seq), "broadcasts_by_type": d.by_type(),
-        "deliveries": deliveries, "expected_deliveries": expected,
+        "completion_ms": {
+            **{k: v for k, v in percentiles(completion).items() if k != "p90"},
+            "complete_broadcasts": int(completion.size),
+        },
+        "broadcasts": len(d.per_seq),
+        "broadcasts_by_type": d.by_type(),
+        "deliveries": deliveries,
+        "expected_deliveries": expected,
         "deliveries_per_s": round(deliveries / cfg.duration, 1),
-        "missed": d.missed(), "duplicated": d.dups, "seq_gaps": d.seq_gaps(),
+        "missed": d.missed(),
+        "duplicated": d.dups,
+        "seq_gaps": d.seq_gaps(),
         "connect_failed": connect["failed"],
         "server_cpu_s": round(cpu, 4),
         "server_cpu_us_per_delivery": round(cpu / deliveries * 1e6, 2) if deliveries else None,
         "server_origin_cpu_s": round(origin_cpu_s, 4),
-        "server_cpu_us_per_delivery_net_of_origin":
-            round(fanout_cpu / deliveries * 1e6, 2) if deliveries else None,
+        "server_cpu_us_per_delivery_net_of_origin": round(fanout_cpu / deliveries * 1e6, 2)
+        if deliveries
+        else None,
         "server_idle_cpu_s_per_s": round(idle_cpu_per_s, 4),
-        "server_cpu_us_per_delivery_net_of_idle":
-            round(net_cpu / deliveries * 1e6, 2) if deliveries else None,
-        "rss_before_mib": round(rss_before / 2**20, 2), "rss_after_mib": round(rss_after / 2**20, 2),
+        "server_cpu_us_per_delivery_net_of_idle": round(net_cpu / deliveries * 1e6, 2)
+        if deliveries
+        else None,
+        "rss_before_mib": round(rss_before / 2**20, 2),
+        "rss_after_mib": round(rss_after / 2**20, 2),
         "rss_per_watcher_kib": round((rss_after - rss_before) / 1024 / max(d.watchers, 1), 2),
         "loadgen_cpu_s": round(d.loadgen_cpu_s, 3),
         "loadgen_cpu_pct_of_one_core": round(100 * d.loadgen_cpu_s / window["wall_s"], 1),
-        "driver_cpu_s": window["driver_cpu_s"], "machine_busy_pct": window["machine_busy_pct"],
+        "driver_cpu_s": window["driver_cpu_s"],
+        "machine_busy_pct": window["machine_busy_pct"],
         "window_s": window["wall_s"],
-        "closes": {str(k): v for k, v in d.closes.items()}, "hellos_in_window": d.hellos_in_window,
-        "other_messages": d.other, "open_at_end": d.open_at_end, **extra,
+        "closes": {str(k): v for k, v in d.closes.items()},
+        "hellos_in_window": d.hellos_in_window,
+        "other_messages": d.other,
+        "open_at_end": d.open_at_end,
+        **extra,
     }
 
 
-async def run_one(h: Harness, lg: LoadGen, cfg: Config, opt: Options) -> tuple[dict[str, Any], np.ndarray]:
+async def run_one(
+    h: Harness, lg: LoadGen, cfg: Config, opt: Options
+) -> tuple[dict[str, Any], np.ndarray]:
     """Start the servers of one configuration, connect, drive, count, and stop the servers."""
     run_id = "b" + uuid.uuid4().hex[:6]
     extra: dict[str, Any] = {}
@@ -354,10 +421,15 @@ async def run_one(h: Harness, lg: LoadGen, cfg: Config, opt: Options) -> tuple[d
             else:
                 sids = await create_sessions_rest(h, servers, users, opt.session_concurrency)
             took = time.monotonic() - t
-            extra["sessions"] = {"created_via": via, "seconds": round(took, 2),
-                                 "per_s": round(len(sids) / took, 1) if took > 0 else None}
-            paths = [f"{LIVE}/ws?session_id={sid}&access_token={h.token(user)}"
-                     for sid, user in zip(sids, users, strict=True)]
+            extra["sessions"] = {
+                "created_via": via,
+                "seconds": round(took, 2),
+                "per_s": round(len(sids) / took, 1) if took > 0 else None,
+            }
+            paths = [
+                f"{LIVE}/ws?session_id={sid}&access_token={h.token(user)}"
+                for sid, user in zip(sids, users, strict=True)
+            ]
             # What causing the events costs (admin PATCHes, session joins/leaves) with nobody
             # connected: the floor gets its events for free from Redis, so this is reported apart.
             driver = ProjectDriver(h, servers, run_id)
@@ -366,11 +438,16 @@ async def run_one(h: Harness, lg: LoadGen, cfg: Config, opt: Options) -> tuple[d
                 base = await driver.drive(cfg.rate, opt.origin, opt.churn_rate, time.time() + 0.1)
                 origin_w = meter.stop()
                 origin_per_op = origin_w.server_cpu_s / max(base["ops_ok"], 1)
-                extra["origin_baseline"] = {**origin_w.as_dict(), "ops": base["ops_ok"],
-                                            "server_cpu_us_per_op": round(origin_per_op * 1e6, 1)}
+                extra["origin_baseline"] = {
+                    **origin_w.as_dict(),
+                    "ops": base["ops_ok"],
+                    "server_cpu_us_per_op": round(origin_per_op * 1e6, 1),
+                }
         await asyncio.sleep(0.5)
         rss_before = _rss(servers)
-        targets = [Target("127.0.0.1", servers[i % len(servers)].port, p) for i, p in enumerate(paths)]
+        targets = [
+            Target("127.0.0.1", servers[i % len(servers)].port, p) for i, p in enumerate(paths)
+        ]
         connect = await lg.connect(targets, concurrency=opt.connect_concurrency)
         if connect["connected"] < cfg.watchers:
             extra["connect_problem"] = {"log_tail": servers[0].log_tail(10)}
@@ -390,8 +467,9 @@ async def run_one(h: Harness, lg: LoadGen, cfg: Config, opt: Options) -> tuple[d
             meter = Meter([s.ps for s in servers]).start()
             if driver is None:
                 assert h.redis_url is not None
-                published = await drive_floor(h.redis_url, floor_channel(h), cfg.rate,
-                                              cfg.duration, t0)
+                published = await drive_floor(
+                    h.redis_url, floor_channel(h), cfg.rate, cfg.duration, t0
+                )
             else:
                 driven = await driver.drive(cfg.rate, cfg.duration, opt.churn_rate, t0)
                 extra["driver"] = driven
@@ -408,8 +486,9 @@ async def run_one(h: Harness, lg: LoadGen, cfg: Config, opt: Options) -> tuple[d
         await lg.disconnect()
     finally:
         h.stop_servers(servers)
-    return _summary(cfg, deliveries, window, idle_cpu_per_s, origin_cpu, connect, rss_before,
-                    rss_after, extra), deliveries.latencies
+    return _summary(
+        cfg, deliveries, window, idle_cpu_per_s, origin_cpu, connect, rss_before, rss_after, extra
+    ), deliveries.latencies
 
 
 # -- the invocation -----------------------------------------------------------------------------
@@ -424,9 +503,14 @@ FIGURES: Final[list[tuple[str, Callable[[dict[str, Any]], Any]]]] = [
     ("deliveries_per_s", lambda r: r["deliveries_per_s"]),
     ("server_cpu_s", lambda r: r["server_cpu_s"]),
     ("server_cpu_us_per_delivery", lambda r: r["server_cpu_us_per_delivery"]),
-    ("server_cpu_us_per_delivery_net_of_origin",
-     lambda r: r["server_cpu_us_per_delivery_net_of_origin"]),
-    ("server_cpu_us_per_delivery_net_of_idle", lambda r: r["server_cpu_us_per_delivery_net_of_idle"]),
+    (
+        "server_cpu_us_per_delivery_net_of_origin",
+        lambda r: r["server_cpu_us_per_delivery_net_of_origin"],
+    ),
+    (
+        "server_cpu_us_per_delivery_net_of_idle",
+        lambda r: r["server_cpu_us_per_delivery_net_of_idle"],
+    ),
     ("rss_per_watcher_kib", lambda r: r["rss_per_watcher_kib"]),
     ("connect_rate_per_s", lambda r: r["connect"]["connect_rate_per_s"]),
     ("loadgen_cpu_s", lambda r: r["loadgen_cpu_s"]),
@@ -444,22 +528,31 @@ def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for k, w in keys:
         entry: dict[str, Any] = {"instances": k, "watchers": w}
         for target in ("project", "floor"):
-            mine = [r for r in runs if r["target"] == target and (r["instances"], r["watchers"]) == (k, w)]
+            mine = [
+                r
+                for r in runs
+                if r["target"] == target and (r["instances"], r["watchers"]) == (k, w)
+            ]
             if mine:
                 entry[target] = {name: median([get(r) for r in mine]) for name, get in FIGURES}
                 entry[target]["runs"] = len(mine)
         if "project" in entry and "floor" in entry:
             entry["ratio_project_over_floor"] = {
                 name: ratio(entry["project"][name], entry["floor"][name])
-                for name, _ in FIGURES if name not in ("missed", "duplicated", "connect_failed")}
+                for name, _ in FIGURES
+                if name not in ("missed", "duplicated", "connect_failed")
+            }
         out.append(entry)
     return out
 
 
 def _print_table(entry: dict[str, Any]) -> None:
     """Project, floor and their ratio per figure, for a human on stderr (stdout is the JSON)."""
-    print(f"# K={entry['instances']} W={entry['watchers']}: figure, project, floor, "
-          "project/floor (medians over repeats)", file=sys.stderr)
+    print(
+        f"# K={entry['instances']} W={entry['watchers']}: figure, project, floor, "
+        "project/floor (medians over repeats)",
+        file=sys.stderr,
+    )
     for name, _ in FIGURES:
         p = (entry.get("project") or {}).get(name)
         f = (entry.get("floor") or {}).get(name)
@@ -473,24 +566,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--watchers", default="1000", help="comma list of watcher counts (W)")
     p.add_argument("--rate", type=float, default=5.0, help="admin events per second")
     p.add_argument("--duration", type=float, default=10.0, help="seconds of driven events per run")
-    p.add_argument("--drain", type=float, default=2.0, help="seconds to wait for stragglers after the last event")
-    p.add_argument("--idle", type=float, default=2.0, help="seconds of idle CPU measured before driving")
-    p.add_argument("--origin", type=float, default=3.0,
-                   help="seconds of driver-only CPU measured before connecting (project)")
-    p.add_argument("--compare-floor", action="store_true", help="also run the floor, interleaved A B A B")
-    p.add_argument("--targets", default=None, help="comma list of project,floor (overrides --compare-floor)")
+    p.add_argument(
+        "--drain",
+        type=float,
+        default=2.0,
+        help="seconds to wait for stragglers after the last event",
+    )
+    p.add_argument(
+        "--idle", type=float, default=2.0, help="seconds of idle CPU measured before driving"
+    )
+    p.add_argument(
+        "--origin",
+        type=float,
+        default=3.0,
+        help="seconds of driver-only CPU measured before connecting (project)",
+    )
+    p.add_argument(
+        "--compare-floor", action="store_true", help="also run the floor, interleaved A B A B"
+    )
+    p.add_argument(
+        "--targets", default=None, help="comma list of project,floor (overrides --compare-floor)"
+    )
     p.add_argument("--repeats", type=int, default=1, help="runs of each target per configuration")
     p.add_argument("--clients", type=int, default=2, help="load generator processes")
-    p.add_argument("--sessions", choices=("auto", "rest", "sql"), default="auto",
-                   help="create watch sessions through POST watch (rest) or by COPY into "
-                        f"PostgreSQL (sql); auto: rest up to {REST_SESSIONS_UP_TO} watchers, sql above")
+    p.add_argument(
+        "--sessions",
+        choices=("auto", "rest", "sql"),
+        default="auto",
+        help="create watch sessions through POST watch (rest) or by COPY into "
+        f"PostgreSQL (sql); auto: rest up to {REST_SESSIONS_UP_TO} watchers, sql above",
+    )
     p.add_argument("--session-concurrency", type=int, default=32)
-    p.add_argument("--connect-concurrency", type=int, default=200, help="in-flight connects per client process")
-    p.add_argument("--churn-rate", type=float, default=2.0, help="session joins+leaves per second (project)")
-    p.add_argument("--redis-url", help="use this Redis instead of starting Valkey (floor-only runs)")
-    p.add_argument("--fsync", action="store_true", help="PostgreSQL with fsync on (default off: no ingest here)")
-    p.add_argument("--profile", type=Path, default=None,
-                   help="write py-spy flame graphs (SVG) of the servers' driven window here")
+    p.add_argument(
+        "--connect-concurrency", type=int, default=200, help="in-flight connects per client process"
+    )
+    p.add_argument(
+        "--churn-rate", type=float, default=2.0, help="session joins+leaves per second (project)"
+    )
+    p.add_argument(
+        "--redis-url", help="use this Redis instead of starting Valkey (floor-only runs)"
+    )
+    p.add_argument(
+        "--fsync",
+        action="store_true",
+        help="PostgreSQL with fsync on (default off: no ingest here)",
+    )
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="write py-spy flame graphs (SVG) of the servers' driven window here",
+    )
     add_result_args(p, "fanout")
     return p
 
@@ -500,40 +626,51 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     else:
         targets = ["project", "floor"] if args.compare_floor else ["project"]
-    opt = Options(rate=args.rate, duration=args.duration, drain=args.drain, idle=args.idle,
-                  origin=args.origin,
-                  clients=args.clients, sessions=args.sessions,
-                  session_concurrency=args.session_concurrency, churn_rate=args.churn_rate,
-                  connect_concurrency=args.connect_concurrency, profile=args.profile)
+    opt = Options(
+        rate=args.rate,
+        duration=args.duration,
+        drain=args.drain,
+        idle=args.idle,
+        origin=args.origin,
+        clients=args.clients,
+        sessions=args.sessions,
+        session_concurrency=args.session_concurrency,
+        churn_rate=args.churn_rate,
+        connect_concurrency=args.connect_concurrency,
+        profile=args.profile,
+    )
     configs = []
     for k in int_list(args.instances):
         for w in int_list(args.watchers):
             for rep in range(args.repeats):
                 for target in targets:  # interleaved: A B A B
                     configs.append(Config(target, k, w, args.rate, args.duration, rep))
-    summary = new_summary("fanout", {
-        "events": "project: admin stream-health changes at rate_per_s plus viewers from real "
-                  "session joins/leaves (churn_rate ops/s, coalesced by the server); floor: the "
-                  "same mix published to its Redis channel",
-        "latency": "client receive time (one time.time() per read, before parsing) minus the "
-                   "message's origin ts",
-        "completion": "per broadcast: origin ts to the receive time of the last watcher",
-        "missed": "per (epoch, seq) of viewers/epg/stream messages with ts in the window, "
-                  "watchers that did not receive it; duplicated: a watcher receiving one twice",
-        "server_cpu": "user+system CPU seconds of the server processes (psutil) from the first "
-                      "event to the end of the drain; net_of_origin subtracts what causing the "
-                      "events costs the project (admin PATCHes and session joins/leaves, CPU "
-                      "per request measured with no watchers connected; the floor's events "
-                      "cost it nothing); net_of_idle subtracts the idle rate "
-                      "measured with all watchers connected and no events",
-        "rss_per_watcher": "(server RSS after all watchers connected and 1 s settle - RSS before "
-                           "connecting, sessions already created) / watchers",
-        "connect_rate": "watchers/s from the first connect until the last watcher got hello",
-        "sessions": "one user and one watch session per watcher; each project run's "
-                    "sessions.created_via says how: rest = POST watch, sql = COPY of the "
-                    "same rows into watch_sessions (faster to set up at 10,000)",
-        "postgres_fsync": bool(args.fsync),
-    })
+    summary = new_summary(
+        "fanout",
+        {
+            "events": "project: admin stream-health changes at rate_per_s plus viewers from real "
+            "session joins/leaves (churn_rate ops/s, coalesced by the server); floor: the "
+            "same mix published to its Redis channel",
+            "latency": "client receive time (one time.time() per read, before parsing) minus the "
+            "message's origin ts",
+            "completion": "per broadcast: origin ts to the receive time of the last watcher",
+            "missed": "per (epoch, seq) of viewers/epg/stream messages with ts in the window, "
+            "watchers that did not receive it; duplicated: a watcher receiving one twice",
+            "server_cpu": "user+system CPU seconds of the server processes (psutil) from the first "
+            "event to the end of the drain; net_of_origin subtracts what causing the "
+            "events costs the project (admin PATCHes and session joins/leaves, CPU "
+            "per request measured with no watchers connected; the floor's events "
+            "cost it nothing); net_of_idle subtracts the idle rate "
+            "measured with all watchers connected and no events",
+            "rss_per_watcher": "(server RSS after all watchers connected and 1 s settle - RSS before "
+            "connecting, sessions already created) / watchers",
+            "connect_rate": "watchers/s from the first connect until the last watcher got hello",
+            "sessions": "one user and one watch session per watcher; each project run's "
+            "sessions.created_via says how: rest = POST watch, sql = COPY of the "
+            "same rows into watch_sessions (faster to set up at 10,000)",
+            "postgres_fsync": bool(args.fsync),
+        },
+    )
     summary["runs"] = []
     latencies: dict[str, list[np.ndarray]] = {}
     with Harness() as h:
@@ -552,17 +689,27 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 result, lat = await run_one(h, lg, cfg, opt)
                 summary["runs"].append(result)
                 latencies.setdefault(cfg.label, []).append(lat)
-                print(f"# {cfg.label} rep {cfg.repeat}: p50 {result['latency_ms']['p50']} ms, "
-                      f"connected {result['connect']['connected']}/{cfg.watchers}, "
-                      f"missed {result['missed']}, dup {result['duplicated']}, "
-                      f"cpu/delivery {result['server_cpu_us_per_delivery']} us", file=sys.stderr)
+                print(
+                    f"# {cfg.label} rep {cfg.repeat}: p50 {result['latency_ms']['p50']} ms, "
+                    f"connected {result['connect']['connected']}/{cfg.watchers}, "
+                    f"missed {result['missed']}, dup {result['duplicated']}, "
+                    f"cpu/delivery {result['server_cpu_us_per_delivery']} us",
+                    file=sys.stderr,
+                )
     summary["configs"] = aggregate(summary["runs"])
     for entry in summary["configs"]:
         _print_table(entry)
-    write_result(args.name, summary, args.out, chart=lambda png: charts.latency_cdf(
-        png, {k: np.concatenate(v) for k, v in latencies.items()},
-        title=f"fan-out delivery latency, {args.rate:g} events/s + viewers "
-              f"({summary['machine']['cores']} cores)"))
+    write_result(
+        args.name,
+        summary,
+        args.out,
+        chart=lambda png: charts.latency_cdf(
+            png,
+            {k: np.concatenate(v) for k, v in latencies.items()},
+            title=f"fan-out delivery latency, {args.rate:g} events/s + viewers "
+            f"({summary['machine']['cores']} cores)",
+        ),
+    )
     return summary
 
 

@@ -75,7 +75,7 @@ class FloorConn(asyncio.Protocol):
                     self.buf = data
                 return
             self._request(data[:end])
-            data = data[end + 4:]
+            data = data[end + 4 :]
             if not self.upgraded:
                 return
         # Client frames: pongs and close. Skip over them; answer a close and hang up.
@@ -101,20 +101,26 @@ class FloorConn(asyncio.Protocol):
             headers[name.strip().lower()] = value.strip()
         if path == "/healthz":
             body = b'{"status":"ok"}'
-            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+            )
             self.transport.close()
             return
         key = headers.get("sec-websocket-key")
         if headers.get("upgrade", "").lower() != "websocket" or not key:
-            self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            self.transport.write(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
             self.transport.close()
             return
         accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest())
         proto = headers.get("sec-websocket-protocol", "").split(",")[0].strip()
         extra = b"Sec-WebSocket-Protocol: %s\r\n" % proto.encode() if proto else b""
-        self.transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                             b"Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n" % (accept, extra))
+        self.transport.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n" % (accept, extra)
+        )
         self.upgraded = True
         self.server.conns.add(self.transport)
         self.transport.write(self.server.hello())

@@ -119,7 +119,9 @@ class Watcher(asyncio.Protocol):
         "upgraded",
     )
 
-    def __init__(self, target: Target, stats: _Stats, ready_on: str, ready: asyncio.Future[None]) -> None:
+    def __init__(
+        self, target: Target, stats: _Stats, ready_on: str, ready: asyncio.Future[None]
+    ) -> None:
         self.target = target
         self.stats = stats
         self.ready_on = ready_on
@@ -169,7 +171,7 @@ class Watcher(asyncio.Protocol):
                 self.buf = data
                 return
             head = data[:end]
-            data = data[end + 4:]
+            data = data[end + 4 :]
             try:
                 self.status = int(head.split(b" ", 2)[1])
             except (IndexError, ValueError):
@@ -262,8 +264,9 @@ class Watcher(asyncio.Protocol):
 # -- client process ---------------------------------------------------------------------------
 
 
-async def _connect_all(targets: list[Target], stats: _Stats, ready_on: str, concurrency: int,
-                       timeout: float) -> tuple[list[Watcher], dict[str, Any]]:
+async def _connect_all(
+    targets: list[Target], stats: _Stats, ready_on: str, concurrency: int, timeout: float
+) -> tuple[list[Watcher], dict[str, Any]]:
     loop = asyncio.get_running_loop()
     sem = asyncio.Semaphore(concurrency)
     watchers: list[Watcher] = []
@@ -281,7 +284,8 @@ async def _connect_all(targets: list[Target], stats: _Stats, ready_on: str, conc
             watcher = Watcher(target, stats, ready_on, ready)
             try:
                 await asyncio.wait_for(
-                    loop.create_connection(lambda: watcher, target.host, target.port), left)
+                    loop.create_connection(lambda: watcher, target.host, target.port), left
+                )
                 await asyncio.wait_for(ready, max(deadline - loop.time(), 0.01))
             except (TimeoutError, OSError, ConnectionError) as err:
                 errors[type(err).__name__] += 1
@@ -295,9 +299,13 @@ async def _connect_all(targets: list[Target], stats: _Stats, ready_on: str, conc
     await asyncio.gather(*(one(t) for t in targets))
     ready_times = [w.t_ready for w in watchers]
     report = {
-        "ok": len(watchers), "failed": sum(errors.values()), "errors": dict(errors),
-        "statuses": {str(k): v for k, v in statuses.items()}, "t_first_start": t0,
-        "t_last_ready": max(ready_times) if ready_times else t0, "cpu_s": own_cpu_seconds() - cpu0,
+        "ok": len(watchers),
+        "failed": sum(errors.values()),
+        "errors": dict(errors),
+        "statuses": {str(k): v for k, v in statuses.items()},
+        "t_first_start": t0,
+        "t_last_ready": max(ready_times) if ready_times else t0,
+        "cpu_s": own_cpu_seconds() - cpu0,
     }
     return watchers, report
 
@@ -332,12 +340,19 @@ async def _client_main(conn: Connection) -> None:
             lat_ts = np.frombuffer(stats.lat_ts, dtype=np.float64)
             keep = lat_ts <= t_end
             per_seq = {k: v for k, v in stats.per_seq.items() if v[2] <= t_end}
-            conn.send({
-                "lat": lat[keep].tobytes(), "per_seq": per_seq, "dups": stats.dups,
-                "hellos_in_window": stats.hellos_in_window, "other": dict(stats.other),
-                "closes": dict(stats.closes), "pings": stats.pings, "cpu_s": cpu,
-                "open": sum(1 for w in watchers if w.closed is None),
-            })
+            conn.send(
+                {
+                    "lat": lat[keep].tobytes(),
+                    "per_seq": per_seq,
+                    "dups": stats.dups,
+                    "hellos_in_window": stats.hellos_in_window,
+                    "other": dict(stats.other),
+                    "closes": dict(stats.closes),
+                    "pings": stats.pings,
+                    "cpu_s": cpu,
+                    "open": sum(1 for w in watchers if w.closed is None),
+                }
+            )
         elif cmd == "close":
             for w in watchers:
                 w.close()
@@ -399,8 +414,10 @@ class Deliveries:
 
     def completion(self) -> np.ndarray:
         """Per broadcast: origin → the last watcher has it (seconds); only complete broadcasts."""
-        return np.array([rec[1] - rec[2] for rec in self.per_seq.values() if rec[0] >= self.watchers],
-                        dtype=np.float64)
+        return np.array(
+            [rec[1] - rec[2] for rec in self.per_seq.values() if rec[0] >= self.watchers],
+            dtype=np.float64,
+        )
 
     def by_type(self) -> dict[str, int]:
         return dict(Counter(rec[3] for rec in self.per_seq.values()))
@@ -432,7 +449,9 @@ class LoadGen:
     def pids(self) -> list[int]:
         return [p.pid for p in self._procs]
 
-    async def _ask(self, messages: list[tuple[str, Any]], timeout: float = REPLY_TIMEOUT) -> list[Any]:
+    async def _ask(
+        self, messages: list[tuple[str, Any]], timeout: float = REPLY_TIMEOUT
+    ) -> list[Any]:
         for conn, message in zip(self._conns, messages, strict=True):
             conn.send(message)
 
@@ -443,17 +462,24 @@ class LoadGen:
 
         return list(await asyncio.gather(*(asyncio.to_thread(wait, c) for c in self._conns)))
 
-    async def connect(self, targets: list[Target], *, ready_on: str = "hello",
-                      concurrency: int = 200, timeout: float = 120.0) -> dict[str, Any]:
+    async def connect(
+        self,
+        targets: list[Target],
+        *,
+        ready_on: str = "hello",
+        concurrency: int = 200,
+        timeout: float = 120.0,
+    ) -> dict[str, Any]:
         """Open every target's websocket (round-robin over processes); return the connect report.
 
         A watcher is ready at its first `hello` (`ready_on="hello"`) or at the 101
         (`"upgrade"`). `connect_rate` is watchers/s from the first attempt until the
         last watcher was ready.
         """
-        shares: list[list[Target]] = [targets[i::self.processes] for i in range(self.processes)]
+        shares: list[list[Target]] = [targets[i :: self.processes] for i in range(self.processes)]
         replies = await self._ask(
-            [("connect", (s, ready_on, concurrency, timeout)) for s in shares], timeout + 30)
+            [("connect", (s, ready_on, concurrency, timeout)) for s in shares], timeout + 30
+        )
         ok = sum(r["ok"] for r in replies)
         self.watchers = ok
         t0 = min(r["t_first_start"] for r in replies)
@@ -461,8 +487,11 @@ class LoadGen:
         errors = merged_counts(replies, "errors")
         statuses = merged_counts(replies, "statuses")
         return {
-            "requested": len(targets), "connected": ok, "failed": sum(r["failed"] for r in replies),
-            "errors": dict(errors), "failed_statuses": dict(statuses),
+            "requested": len(targets),
+            "connected": ok,
+            "failed": sum(r["failed"] for r in replies),
+            "errors": dict(errors),
+            "failed_statuses": dict(statuses),
             "connect_seconds": round(t1 - t0, 3),
             "connect_rate_per_s": round(ok / (t1 - t0), 1) if t1 > t0 else None,
             "loadgen_cpu_s": round(sum(r["cpu_s"] for r in replies), 3),
@@ -472,8 +501,13 @@ class LoadGen:
         """Count channel events whose origin `ts` is at or after `t0`."""
         await self._ask([("measure", t0)] * self.processes, 30)
 
-    async def collect(self, t_end: float, *, published: int | None = None,
-                      expected_by_type: dict[str, int] | None = None) -> Deliveries:
+    async def collect(
+        self,
+        t_end: float,
+        *,
+        published: int | None = None,
+        expected_by_type: dict[str, int] | None = None,
+    ) -> Deliveries:
         """Stop counting and merge what every process saw for events with ts ≤ `t_end`."""
         replies = await self._ask([("collect", t_end)] * self.processes, 120)
         per_seq: dict[tuple[Any, int], list[Any]] = {}
@@ -486,13 +520,17 @@ class LoadGen:
                     mine[0] += rec[0]
                     mine[1] = max(mine[1], rec[1])
         return Deliveries(
-            watchers=self.watchers, latencies=merged_latencies(replies), per_seq=per_seq,
+            watchers=self.watchers,
+            latencies=merged_latencies(replies),
+            per_seq=per_seq,
             dups=sum(r["dups"] for r in replies),
             hellos_in_window=sum(r["hellos_in_window"] for r in replies),
             other=dict(merged_counts(replies, "other")),
-            closes=dict(merged_counts(replies, "closes")), pings=sum(r["pings"] for r in replies),
+            closes=dict(merged_counts(replies, "closes")),
+            pings=sum(r["pings"] for r in replies),
             loadgen_cpu_s=sum(r["cpu_s"] for r in replies),
-            open_at_end=sum(r["open"] for r in replies), published=published,
+            open_at_end=sum(r["open"] for r in replies),
+            published=published,
             expected_by_type=dict(expected_by_type or {}),
         )
 
@@ -602,8 +640,9 @@ async def http_get_worker(arg: dict[str, Any]) -> dict[str, Any]:
     end = t0 + duration
     sent = 0
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
-    async with aiohttp.ClientSession(connector=connector, headers=headers,
-                                     timeout=aiohttp.ClientTimeout(total=30)) as http:
+    async with aiohttp.ClientSession(
+        connector=connector, headers=headers, timeout=aiohttp.ClientTimeout(total=30)
+    ) as http:
 
         async def loop() -> None:
             nonlocal sent
@@ -623,5 +662,10 @@ async def http_get_worker(arg: dict[str, Any]) -> dict[str, Any]:
 
         await asyncio.gather(*(loop() for _ in range(concurrency)))
     wall = time.perf_counter() - t0
-    return {"lat": lat.tobytes(), "statuses": dict(statuses), "errors": dict(errors),
-            "wall_s": wall, "cpu_s": own_cpu_seconds() - cpu0}
+    return {
+        "lat": lat.tobytes(),
+        "statuses": dict(statuses),
+        "errors": dict(errors),
+        "wall_s": wall,
+        "cpu_s": own_cpu_seconds() - cpu0,
+    }

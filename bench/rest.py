@@ -80,8 +80,9 @@ def serve_hello(port: int) -> None:
 
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    web.run_app(_hello_app(), host="127.0.0.1", port=port, loop=loop, access_log=None,
-                print=lambda _: None)
+    web.run_app(
+        _hello_app(), host="127.0.0.1", port=port, loop=loop, access_log=None, print=lambda _: None
+    )
 
 
 # -- load generators ----------------------------------------------------------------------------
@@ -106,46 +107,74 @@ def parse_wrk(out: str) -> dict[str, Any]:
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {
         "requests_per_s": round(rps, 1),
-        "latency_ms": {"p50": round(pct["50"] * 1e3, 3), "p90": round(pct["90"] * 1e3, 3),
-                       "p99": round(pct["99"] * 1e3, 3),
-                       "max": round(_seconds(lat_line.group(3)) * 1e3, 3) if lat_line else None},
+        "latency_ms": {
+            "p50": round(pct["50"] * 1e3, 3),
+            "p90": round(pct["90"] * 1e3, 3),
+            "p99": round(pct["99"] * 1e3, 3),
+            "max": round(_seconds(lat_line.group(3)) * 1e3, 3) if lat_line else None,
+        },
         "requests": int(total.group(1)) if total else None,
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
         "socket_errors": sum(int(x) for x in errors.groups()) if errors else 0,
     }
 
 
-async def run_wrk(url: str, headers: dict[str, str], *, concurrency: int, duration: float,
-                  threads: int) -> dict[str, Any]:
-    cmd = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--latency", "--timeout", "10s"]
+async def run_wrk(
+    url: str, headers: dict[str, str], *, concurrency: int, duration: float, threads: int
+) -> dict[str, Any]:
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{concurrency}",
+        f"-d{max(1, round(duration))}s",
+        "--latency",
+        "--timeout",
+        "10s",
+    ]
     for k, v in headers.items():
         cmd += ["-H", f"{k}: {v}"]
     cmd.append(url)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True,
-                                   timeout=duration + 30)
+    proc = await asyncio.to_thread(
+        subprocess.run, cmd, capture_output=True, text=True, timeout=duration + 30
+    )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed: {proc.stderr or proc.stdout}")
     result = parse_wrk(proc.stdout)
-    result["loadgen_cpu_s"] = round((after.ru_utime + after.ru_stime)
-                                    - (before.ru_utime + before.ru_stime), 3)
+    result["loadgen_cpu_s"] = round(
+        (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime), 3
+    )
     return result
 
 
-async def run_fallback(url: str, headers: dict[str, str], *, concurrency: int, duration: float,
-                       processes: int) -> dict[str, Any]:
+async def run_fallback(
+    url: str, headers: dict[str, str], *, concurrency: int, duration: float, processes: int
+) -> dict[str, Any]:
     start_at = time.time() + 1.5  # spawned processes import aiohttp first, then start together
     per = max(concurrency // processes, 1)
-    results = await run_processes("bench.loadgen:http_get_worker", [
-        {"url": url, "headers": headers, "concurrency": per, "duration": duration, "start_at": start_at}
-        for _ in range(processes)], timeout=duration + 60)
+    results = await run_processes(
+        "bench.loadgen:http_get_worker",
+        [
+            {
+                "url": url,
+                "headers": headers,
+                "concurrency": per,
+                "duration": duration,
+                "start_at": start_at,
+            }
+            for _ in range(processes)
+        ],
+        timeout=duration + 60,
+    )
     lat = merged_latencies(results)
     statuses = merged_counts(results, "statuses")
     wall = max(r["wall_s"] for r in results)
     return {
-        "requests_per_s": round(lat.size / wall, 1), "latency_ms": percentiles(lat),
-        "requests": int(lat.size), "non_2xx": sum(v for k, v in statuses.items() if not 200 <= k < 400),
+        "requests_per_s": round(lat.size / wall, 1),
+        "latency_ms": percentiles(lat),
+        "requests": int(lat.size),
+        "non_2xx": sum(v for k, v in statuses.items() if not 200 <= k < 400),
         "socket_errors": sum(sum(r["errors"].values()) for r in results),
         "loadgen_cpu_s": round(sum(r["cpu_s"] for r in results), 3),
     }
@@ -157,10 +186,14 @@ async def run_fallback(url: str, headers: dict[str, str], *, concurrency: int, d
 async def _watch_session(h: Harness, server: ServerProc) -> tuple[str, str]:
     user = "bench_rest_user"
     token = h.token(user)
-    async with aiohttp.ClientSession() as http, http.post(
-        server.url + LIVE + "/watch", json={"channel_id": "ch_101", "device_type": "web"},
-        headers={"Authorization": f"Bearer {token}"},
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            server.url + LIVE + "/watch",
+            json={"channel_id": "ch_101", "device_type": "web"},
+            headers={"Authorization": f"Bearer {token}"},
+        ) as resp,
+    ):
         data = await resp.json(content_type=None)
         if resp.status != 200:
             raise RuntimeError(f"POST watch: {resp.status} {data}")
@@ -185,8 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="wrk threads")
     p.add_argument("--clients", type=int, default=2, help="fallback client processes")
     p.add_argument("--tool", choices=("auto", "wrk", "aiohttp"), default="auto")
-    p.add_argument("--profile", type=Path, default=None,
-                   help="write py-spy flame graphs (SVG) of each measured window here")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="write py-spy flame graphs (SVG) of each measured window here",
+    )
     add_result_args(p, "rest")
     return p
 
@@ -198,18 +235,27 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
     async def load(url: str, headers: dict[str, str], duration: float) -> dict[str, Any]:
         if tool == "wrk":
-            return await run_wrk(url, headers, concurrency=args.concurrency, duration=duration,
-                                 threads=args.threads)
-        return await run_fallback(url, headers, concurrency=args.concurrency, duration=duration,
-                                  processes=args.clients)
+            return await run_wrk(
+                url, headers, concurrency=args.concurrency, duration=duration, threads=args.threads
+            )
+        return await run_fallback(
+            url, headers, concurrency=args.concurrency, duration=duration, processes=args.clients
+        )
 
-    summary = new_summary("rest", {
-        "load_generator": tool, "concurrency": args.concurrency, "duration_s": args.duration,
-        "warmup_s": args.warmup, "repeats": args.repeats, "order": "hello, 28, 30, 36 per repeat",
-        "server": "one project instance (1 process) with PostgreSQL and Valkey; hello-world: "
-                  "bare aiohttp on uvloop, one process",
-        "postgres_fsync": False,
-    })
+    summary = new_summary(
+        "rest",
+        {
+            "load_generator": tool,
+            "concurrency": args.concurrency,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "repeats": args.repeats,
+            "order": "hello, 28, 30, 36 per repeat",
+            "server": "one project instance (1 process) with PostgreSQL and Valkey; hello-world: "
+            "bare aiohttp on uvloop, one process",
+            "postgres_fsync": False,
+        },
+    )
     summary["runs"] = []
     with Harness() as h:
         h.start_postgres(fsync=False)
@@ -217,15 +263,19 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         h.start_valkey()
         (project,) = h.start_project(1)
         port = free_port()
-        hello = h.start_command("hello", [sys.executable, "-m", "bench.rest", "hello", "--port", str(port)],
-                                port)
+        hello = h.start_command(
+            "hello", [sys.executable, "-m", "bench.rest", "hello", "--port", str(port)], port
+        )
         session_id, token = await _watch_session(h, project)
         endpoints = {
             "hello": (hello, "/", {}),
             "28_channel_live": (project, LIVE, {}),
             "30_viewers": (project, LIVE + "/viewers", {}),
-            "36_heartbeat": (project, f"{LIVE}/heartbeat?session_id={session_id}",
-                             {"Authorization": f"Bearer {token}"}),
+            "36_heartbeat": (
+                project,
+                f"{LIVE}/heartbeat?session_id={session_id}",
+                {"Authorization": f"Bearer {token}"},
+            ),
         }
         for name, (server, path, headers) in endpoints.items():
             status = await _check(server.url + path, headers)
@@ -243,21 +293,38 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 if args.profile is not None:
                     result["flame_graphs"] = profiler.files or profiler.note
                 reqs = result["requests"] or 0
-                result.update({
-                    "endpoint": name, "repeat": rep,
-                    "server_cpu_s": round(window.server_cpu_s, 3),
-                    "server_cpu_us_per_request": round(window.server_cpu_s / reqs * 1e6, 1) if reqs else None,
-                    "machine_busy_pct": round(window.machine_busy_pct, 1),
-                })
+                result.update(
+                    {
+                        "endpoint": name,
+                        "repeat": rep,
+                        "server_cpu_s": round(window.server_cpu_s, 3),
+                        "server_cpu_us_per_request": round(window.server_cpu_s / reqs * 1e6, 1)
+                        if reqs
+                        else None,
+                        "machine_busy_pct": round(window.machine_busy_pct, 1),
+                    }
+                )
                 summary["runs"].append(result)
-                print(f"# {name} rep {rep}: {result['requests_per_s']} req/s, "
-                      f"p99 {result['latency_ms']['p99']} ms", file=sys.stderr)
+                print(
+                    f"# {name} rep {rep}: {result['requests_per_s']} req/s, "
+                    f"p99 {result['latency_ms']['p99']} ms",
+                    file=sys.stderr,
+                )
     summary["endpoints"] = _aggregate(summary["runs"])
     names = list(summary["endpoints"])
-    write_result(args.name, summary, args.out, chart=lambda png: charts.grouped_bars(
-        png, names, {"requests/s": [summary["endpoints"][n]["requests_per_s"] for n in names]},
-        title=f"REST requests/s at concurrency {args.concurrency} ({tool}, "
-              f"{summary['machine']['cores']} cores)", ylabel="requests/s"))
+    write_result(
+        args.name,
+        summary,
+        args.out,
+        chart=lambda png: charts.grouped_bars(
+            png,
+            names,
+            {"requests/s": [summary["endpoints"][n]["requests_per_s"] for n in names]},
+            title=f"REST requests/s at concurrency {args.concurrency} ({tool}, "
+            f"{summary['machine']['cores']} cores)",
+            ylabel="requests/s",
+        ),
+    )
     return summary
 
 

@@ -64,10 +64,25 @@ LatencyMode = Literal["low", "normal"]
 ConnectionType = Literal["wifi", "cellular", "ethernet"]
 EndReason = Literal["user_exit", "error", "timeout", "inactivity"]
 EventType = Literal[
-    "stream_start", "stream_buffer_start", "stream_buffer_end", "stream_reconnect",
-    "stream_reconnect_success", "stream_error", "program_change", "quality_change",
-    "fullscreen_enter", "fullscreen_exit", "mute", "unmute", "dvr_seek", "dvr_resume_live",
-    "reaction", "share", "follow", "subscribe", "tip",
+    "stream_start",
+    "stream_buffer_start",
+    "stream_buffer_end",
+    "stream_reconnect",
+    "stream_reconnect_success",
+    "stream_error",
+    "program_change",
+    "quality_change",
+    "fullscreen_enter",
+    "fullscreen_exit",
+    "mute",
+    "unmute",
+    "dvr_seek",
+    "dvr_resume_live",
+    "reaction",
+    "share",
+    "follow",
+    "subscribe",
+    "tip",
 ]
 EVENT_TYPES: Final[frozenset[str]] = frozenset(get_args(EventType))
 
@@ -342,8 +357,13 @@ def _judge(value: Any, event_id: str) -> LiveEvent | str:
         if len(encoded) > MAX_METADATA_BYTES:
             return REJECT_METADATA_SIZE
         metadata_json = encoded.decode()
-    return LiveEvent(event_id=event_id, event_type=event_type, timestamp=stamp, at=at,
-                     metadata_json=metadata_json)
+    return LiveEvent(
+        event_id=event_id,
+        event_type=event_type,
+        timestamp=stamp,
+        at=at,
+        metadata_json=metadata_json,
+    )
 
 
 def judge_events(raws: Sequence[msgspec.Raw]) -> JudgedEvents:
@@ -467,8 +487,13 @@ def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def stream_summary(stream_id: str, creator_id: str | None, totals: StreamTotals,
-                   minutes: Sequence[MinuteTotals], now: datetime) -> StreamSummary:
+def stream_summary(
+    stream_id: str,
+    creator_id: str | None,
+    totals: StreamTotals,
+    minutes: Sequence[MinuteTotals],
+    now: datetime,
+) -> StreamSummary:
     """Ratios and display values from the raw totals; see store.analytics for their definitions.
 
     Ratios are null, not zero, when their denominator is zero (no data is not a perfect score).
@@ -483,7 +508,9 @@ def stream_summary(stream_id: str, creator_id: str | None, totals: StreamTotals,
         active_sessions=totals.active_sessions,
         unique_viewers=totals.unique_viewers,
         concurrent_peak=totals.concurrent_peak,
-        concurrent_peak_at=iso_utc(totals.concurrent_peak_at) if totals.concurrent_peak_at else None,
+        concurrent_peak_at=iso_utc(totals.concurrent_peak_at)
+        if totals.concurrent_peak_at
+        else None,
         total_watch_seconds=watch,
         total_watch_formatted=clock_duration(watch),
         average_watch_seconds=average,
@@ -499,12 +526,19 @@ def stream_summary(stream_id: str, creator_id: str | None, totals: StreamTotals,
         error_rate=round(totals.error_sessions / totals.sessions, 4) if totals.sessions else None,
         errors_per_hour=_per_hour(totals.error_count, totals.total_watch_seconds),
         quality_switches=totals.quality_switches,
-        engagement=Engagement(reactions=totals.reactions, tips=totals.tips,
-                              follows=totals.follows, subscribes=totals.subscribes),
+        engagement=Engagement(
+            reactions=totals.reactions,
+            tips=totals.tips,
+            follows=totals.follows,
+            subscribes=totals.subscribes,
+        ),
         last_hour=[
-            MinuteStats(minute=iso_utc(m.minute), concurrent_viewers=m.concurrent_viewers,
-                        average_bitrate_kbps=_round(m.average_bitrate_kbps, 1),
-                        rebuffer_events=m.rebuffer_events)
+            MinuteStats(
+                minute=iso_utc(m.minute),
+                concurrent_viewers=m.concurrent_viewers,
+                average_bitrate_kbps=_round(m.average_bitrate_kbps, 1),
+                rebuffer_events=m.rebuffer_events,
+            )
             for m in minutes
         ],
         generated_at=iso_utc(now),

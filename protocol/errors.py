@@ -26,7 +26,9 @@ class ApiError(Exception):
 
     status: int = 400
 
-    def __init__(self, message: str, *, field: str | None = None, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message: Final = message
         self.field: Final = field
@@ -34,7 +36,9 @@ class ApiError(Exception):
             self.status = status
 
     def envelope(self) -> ErrorEnvelope:
-        return ErrorEnvelope(status="error", code=self.status, message=self.message, field=self.field)
+        return ErrorEnvelope(
+            status="error", code=self.status, message=self.message, field=self.field
+        )
 
 
 class BadRequest(ApiError):

@@ -39,8 +39,10 @@ class UnknownTimezone(Unprocessable, ValueError):
     """The client named a time zone that is not an IANA zone this process knows (422, field timezone)."""
 
     def __init__(self, tz: str) -> None:
-        super().__init__(f"Unknown timezone: {tz!r} (expected an IANA name such as America/New_York)",
-                         field="timezone")
+        super().__init__(
+            f"Unknown timezone: {tz!r} (expected an IANA name such as America/New_York)",
+            field="timezone",
+        )
         self.tz: Final = tz
 
 

@@ -243,14 +243,22 @@ def decode_client(data: bytes | str) -> ClientMessage:
 def viewer_numbers(watching_now: int, delta: int, peak_today: int) -> ViewerNumbers:
     """The `viewers` fields with their display forms ("13.2K")."""
     return ViewerNumbers(
-        watching_now=watching_now, watching_now_formatted=compact_count(watching_now),
-        delta=delta, peak_today=peak_today, peak_today_formatted=compact_count(peak_today),
+        watching_now=watching_now,
+        watching_now_formatted=compact_count(watching_now),
+        delta=delta,
+        peak_today=peak_today,
+        peak_today_formatted=compact_count(peak_today),
     )
 
 
 def epg_message(epoch: str, seq: int, ts: float, epg: HeartbeatEpg) -> Epg:
-    return Epg(epoch=epoch, seq=seq, ts=ts, current_program=epg.current_program,
-               next_program=epg.next_program)
+    return Epg(
+        epoch=epoch,
+        seq=seq,
+        ts=ts,
+        current_program=epg.current_program,
+        next_program=epg.next_program,
+    )
 
 
 def viewers_message(epoch: str, seq: int, ts: float, numbers: ViewerNumbers) -> Viewers:

@@ -243,7 +243,7 @@ class SessionQuery(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class QualityOption(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
-    """"Auto" carries a description; fixed rungs carry bitrate, resolution and frame rate."""
+    """ "Auto" carries a description; fixed rungs carry bitrate, resolution and frame rate."""
 
     label: str
     value: Quality
@@ -473,7 +473,8 @@ class OnDemandPage(msgspec.Struct, kw_only=True, frozen=True):
 
 def epg_current(p: epg.Program, now: datetime) -> EpgCurrent:
     return EpgCurrent(
-        program_id=p.program_id, title=p.title,
+        program_id=p.program_id,
+        title=p.title,
         elapsed_minutes=epg.elapsed_minutes(p, now),
         remaining_minutes=epg.remaining_minutes(p, now),
         progress_percent=epg.progress_percent(p, now),
@@ -482,7 +483,8 @@ def epg_current(p: epg.Program, now: datetime) -> EpgCurrent:
 
 def epg_next(p: epg.Program, now: datetime, tz: str) -> EpgNext:
     return EpgNext(
-        program_id=p.program_id, title=p.title,
+        program_id=p.program_id,
+        title=p.title,
         starts_in_minutes=epg.starts_in_minutes(p, now),
         start_time_formatted=clock_time(p.starts_at, tz),
     )
@@ -505,8 +507,11 @@ def epg_now(programs: Sequence[epg.Program], now: datetime, tz: str) -> Heartbea
 def schedule_entry(p: epg.Program, now: datetime, tz: str) -> ScheduleEntry:
     at = require_aware(now, "now")
     return ScheduleEntry(
-        program_id=p.program_id, title=p.title, description=p.description,
-        starts_at=utc_seconds(p.starts_at), ends_at=utc_seconds(p.ends_at),
+        program_id=p.program_id,
+        title=p.title,
+        description=p.description,
+        starts_at=utc_seconds(p.starts_at),
+        ends_at=utc_seconds(p.ends_at),
         start_time_formatted=clock_time(p.starts_at, tz),
         end_time_formatted=clock_time(p.ends_at, tz),
         duration_minutes=p.duration // epg.MINUTE,
@@ -522,24 +527,32 @@ def watch_epg(programs: Sequence[epg.Program], now: datetime, tz: str) -> WatchE
     day = epg.day_schedule(programs, now, tz)
     head = epg_now(programs, now, tz)
     return WatchEpg(
-        date=local_date(now, tz), timezone=tz,
-        current_program=head.current_program, next_program=head.next_program,
+        date=local_date(now, tz),
+        timezone=tz,
+        current_program=head.current_program,
+        next_program=head.next_program,
         schedule=[schedule_entry(p, now, tz) for p in day],
     )
 
 
 def quality_options() -> list[QualityOption]:
     """The options of endpoint 32: "Auto" first, then the ladder highest first."""
-    return [QualityOption(label="Auto", value=Quality.AUTO, description="Adjusts automatically")] + [
-        QualityOption(label=r.quality, value=Quality(r.quality), bitrate_kbps=r.bitrate_kbps,
-                      resolution=r.resolution, frame_rate=r.frame_rate)
+    return [
+        QualityOption(label="Auto", value=Quality.AUTO, description="Adjusts automatically")
+    ] + [
+        QualityOption(
+            label=r.quality,
+            value=Quality(r.quality),
+            bitrate_kbps=r.bitrate_kbps,
+            resolution=r.resolution,
+            frame_rate=r.frame_rate,
+        )
         for r in QUALITY_LADDER
     ]
 
 
 def quality_bitrates() -> list[QualityBitrate]:
     return [QualityBitrate(label=r.quality, bitrate_kbps=r.bitrate_kbps) for r in QUALITY_LADDER]
-
 
 
 # --- admin API (server/routes/admin.py documents the routes) ------------------------------
@@ -757,5 +770,4 @@ class StreamKeyRotated(msgspec.Struct, kw_only=True, frozen=True):
 
 def changes(patch: msgspec.Struct) -> dict[str, object]:
     """The fields a patch sets (UNSET ones left out; an explicit null kept)."""
-    return {f: v for f in patch.__struct_fields__
-            if (v := getattr(patch, f)) is not msgspec.UNSET}
+    return {f: v for f in patch.__struct_fields__ if (v := getattr(patch, f)) is not msgspec.UNSET}

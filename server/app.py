@@ -37,7 +37,9 @@ async def _pg_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[POOL] = pool
     app[SIGNER] = StreamSigner(pool, settings.signing_key, ttl=settings.stream_token_ttl)
-    app[CACHE] = ChannelCache(pool, max_age=settings.viewer_interval, session_ttl=settings.session_ttl)
+    app[CACHE] = ChannelCache(
+        pool, max_age=settings.viewer_interval, session_ttl=settings.session_ttl
+    )
     app[BEATS] = beats = HeartbeatBatcher(pool)
     yield
     try:

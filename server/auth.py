@@ -56,7 +56,9 @@ def verify_bearer(secret: str, token: str, *, remember: bool = True) -> Caller:
     if hit is not None and hit[0] == secret and time.time() < hit[2]:
         return hit[1]
     try:
-        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]})
+        claims = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}
+        )
     except jwt.ExpiredSignatureError:
         raise Unauthorized("Token expired", field="Authorization") from None
     except jwt.PyJWTError:
@@ -147,19 +149,33 @@ _STREAM_JWS.register_algorithm(ALGORITHM, _PreparedHS256())
 
 
 def mint_stream_token(
-    master: str, *, channel_id: str, key_version: int, stream_id: str, session_id: str,
-    user_id: str, quality: str, ttl: float, now: float | None = None,
+    master: str,
+    *,
+    channel_id: str,
+    key_version: int,
+    stream_id: str,
+    session_id: str,
+    user_id: str,
+    quality: str,
+    ttl: float,
+    now: float | None = None,
 ) -> StreamToken:
     issued = time.time() if now is None else now
     exp = int(issued + ttl)
     claims = {
-        "aud": STREAM_AUDIENCE, "iat": int(issued), "exp": exp,
-        "stream_id": stream_id, "sid": session_id, "sub": user_id, "quality": quality,
+        "aud": STREAM_AUDIENCE,
+        "iat": int(issued),
+        "exp": exp,
+        "stream_id": stream_id,
+        "sid": session_id,
+        "sub": user_id,
+        "quality": quality,
     }
     kid = key_id(channel_id, key_version)
     payload = json.dumps(claims, separators=(",", ":")).encode()
-    token = _STREAM_JWS.encode(payload, channel_key(master, kid), algorithm=ALGORITHM,
-                               headers={"kid": kid})
+    token = _STREAM_JWS.encode(
+        payload, channel_key(master, kid), algorithm=ALGORITHM, headers={"kid": kid}
+    )
     return StreamToken(token, datetime.fromtimestamp(exp, UTC))
 
 
@@ -174,5 +190,8 @@ def verify_stream_token(master: str, token: str, *, min_version: int = 1) -> dic
     version = kid.rsplit(".v", 1)[1]
     if not version.isdigit() or int(version) < min_version:
         raise jwt.InvalidTokenError("stream token signed with a retired key")
-    return dict(jwt.decode(token, channel_key(master, kid), algorithms=[ALGORITHM],
-                           audience=STREAM_AUDIENCE))
+    return dict(
+        jwt.decode(
+            token, channel_key(master, kid), algorithms=[ALGORITHM], audience=STREAM_AUDIENCE
+        )
+    )

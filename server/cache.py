@@ -167,8 +167,9 @@ class ChannelCache:
 
     async def _read_programs(self, channel_id: str) -> list[Program]:
         now = datetime.now(UTC)
-        return await channels.programs_between(self.pool, channel_id, now - EPG_BEHIND,
-                                               now + EPG_AHEAD)
+        return await channels.programs_between(
+            self.pool, channel_id, now - EPG_BEHIND, now + EPG_AHEAD
+        )
 
     # --- invalidation (the real-time layer calls these) ----------------------------------
 

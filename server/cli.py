@@ -16,31 +16,52 @@ log = logging.getLogger("droptv_live")
 
 
 def _db_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--database-url", help="PostgreSQL DSN (env DATABASE_URL); "
-                   "without it an embedded PostgreSQL runs with data under --data-dir")
-    p.add_argument("--data-dir", type=Path, help="where embedded servers keep data (default ./.droptv)")
+    p.add_argument(
+        "--database-url",
+        help="PostgreSQL DSN (env DATABASE_URL); "
+        "without it an embedded PostgreSQL runs with data under --data-dir",
+    )
+    p.add_argument(
+        "--data-dir", type=Path, help="where embedded servers keep data (default ./.droptv)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="droptv-live", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the HTTP and websocket server",
-                           description="Run the server: migrate, load the demo world on first "
-                           "start, and serve REST and websockets on uvloop.")
+    serve = sub.add_parser(
+        "serve",
+        help="run the HTTP and websocket server",
+        description="Run the server: migrate, load the demo world on first "
+        "start, and serve REST and websockets on uvloop.",
+    )
     serve.add_argument("--host", help="bind address (default 0.0.0.0)")
     serve.add_argument("--port", type=int, help="port (env PORT, default 8080)")
     _db_flags(serve)
-    serve.add_argument("--redis-url", help="Redis/Valkey URL for the bus and leases (env REDIS_URL)")
-    serve.add_argument("--redis-cluster", action="store_true", default=None,
-                       help="Redis Cluster: use sharded pub/sub (SSUBSCRIBE/SPUBLISH)")
+    serve.add_argument(
+        "--redis-url", help="Redis/Valkey URL for the bus and leases (env REDIS_URL)"
+    )
+    serve.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        default=None,
+        help="Redis Cluster: use sharded pub/sub (SSUBSCRIBE/SPUBLISH)",
+    )
     serve.add_argument("--workers", type=int, help="instance processes on one port (SO_REUSEPORT)")
     serve.add_argument("--jwt-secret", help="HS256 secret for bearer tokens (env JWT_SECRET)")
-    serve.add_argument("--session-ttl", type=float, help="seconds without liveness before a session stops counting")
-    serve.add_argument("--no-demo", action="store_true", help="do not load the demo world on first start")
+    serve.add_argument(
+        "--session-ttl", type=float, help="seconds without liveness before a session stops counting"
+    )
+    serve.add_argument(
+        "--no-demo", action="store_true", help="do not load the demo world on first start"
+    )
 
-    migrate = sub.add_parser("migrate", help="apply pending database migrations",
-                             description="Apply pending schema migrations and exit.")
+    migrate = sub.add_parser(
+        "migrate",
+        help="apply pending database migrations",
+        description="Apply pending schema migrations and exit.",
+    )
     _db_flags(migrate)
 
     seed = sub.add_parser("seed", help="load data", description="Load the demo world.")
@@ -48,26 +69,45 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--demo", action="store_true", required=True, help="load the demo world")
     seed.add_argument("--force", action="store_true", help="reload even if data exists")
 
-    backends = sub.add_parser("backends", help="run an embedded PostgreSQL and Valkey for several instances",
-                              description="Start an embedded PostgreSQL (data under --data-dir) and "
-                              "an embedded Valkey on fixed loopback ports, print their URLs, and "
-                              "run until Ctrl-C: what a multi-instance run on one machine shares.")
-    backends.add_argument("--data-dir", type=Path, help="where PostgreSQL keeps data (default ./.droptv)")
+    backends = sub.add_parser(
+        "backends",
+        help="run an embedded PostgreSQL and Valkey for several instances",
+        description="Start an embedded PostgreSQL (data under --data-dir) and "
+        "an embedded Valkey on fixed loopback ports, print their URLs, and "
+        "run until Ctrl-C: what a multi-instance run on one machine shares.",
+    )
+    backends.add_argument(
+        "--data-dir", type=Path, help="where PostgreSQL keeps data (default ./.droptv)"
+    )
     backends.add_argument("--pg-port", type=int, default=5499)
     backends.add_argument("--redis-port", type=int, default=6399)
 
-    token = sub.add_parser("token", help="print a bearer JWT for development",
-                           description="Mint a bearer JWT signed with JWT_SECRET (or the development secret).")
+    token = sub.add_parser(
+        "token",
+        help="print a bearer JWT for development",
+        description="Mint a bearer JWT signed with JWT_SECRET (or the development secret).",
+    )
     token.add_argument("--user", required=True, help="user id (the token's sub)")
     token.add_argument("--admin", action="store_true", help="add role=admin")
-    token.add_argument("--ttl", type=float, default=86400.0, help="lifetime in seconds (default 1 day)")
+    token.add_argument(
+        "--ttl", type=float, default=86400.0, help="lifetime in seconds (default 1 day)"
+    )
     token.add_argument("--jwt-secret", help="secret (env JWT_SECRET)")
     return parser
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    keys = ("host", "port", "database_url", "redis_url", "redis_cluster", "workers",
-            "jwt_secret", "session_ttl", "data_dir")
+    keys = (
+        "host",
+        "port",
+        "database_url",
+        "redis_url",
+        "redis_cluster",
+        "workers",
+        "jwt_secret",
+        "session_ttl",
+        "data_dir",
+    )
     overrides: dict[str, Any] = {k: getattr(args, k, None) for k in keys}
     return Settings.from_env(**overrides)
 
@@ -75,7 +115,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = settings_from(args)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.command == "token":
         from server.auth import mint_bearer
 

@@ -56,8 +56,12 @@ class Settings:
         """Read `DROPTV_<FIELD>` (and the conventional DATABASE_URL, REDIS_URL, JWT_SECRET, PORT)."""
         env = dict(os.environ if env is None else env)
         values: dict[str, Any] = {}
-        aliases = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL",
-                   "jwt_secret": "JWT_SECRET", "port": "PORT"}
+        aliases = {
+            "database_url": "DATABASE_URL",
+            "redis_url": "REDIS_URL",
+            "jwt_secret": "JWT_SECRET",
+            "port": "PORT",
+        }
         for f in fields(cls):
             raw = env.get(f"DROPTV_{f.name.upper()}") or env.get(aliases.get(f.name, "\0"))
             if raw is None:

@@ -27,14 +27,37 @@ from store.sessions import WatchSession
 
 class Conn:
     __slots__ = (
-        "channel_id", "close_task", "closing", "conn_id", "creator_id", "device_type", "expires_at",
-        "hello_epoch", "hello_seq", "last_rx", "ping_sent", "quality", "session_id", "started_at",
-        "stream_id", "timezone", "token_expires_at", "token_issued_at", "token_slot", "transport",
-        "user_id", "ws",
+        "channel_id",
+        "close_task",
+        "closing",
+        "conn_id",
+        "creator_id",
+        "device_type",
+        "expires_at",
+        "hello_epoch",
+        "hello_seq",
+        "last_rx",
+        "ping_sent",
+        "quality",
+        "session_id",
+        "started_at",
+        "stream_id",
+        "timezone",
+        "token_expires_at",
+        "token_issued_at",
+        "token_slot",
+        "transport",
+        "user_id",
+        "ws",
     )
 
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport,
-                 session: WatchSession, now: float) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport,
+        session: WatchSession,
+        now: float,
+    ) -> None:
         """`now` is the loop's clock (liveness is measured on it)."""
         intern = sys.intern
         self.ws = ws

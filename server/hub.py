@@ -50,8 +50,22 @@ log = logging.getLogger(__name__)
 
 __all__ = ["FanoutHistogram", "Hub", "HubStats", "Room", "text_frame"]
 
-FANOUT_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                         2.5, 5.0, 10.0)
+FANOUT_BUCKETS: Final = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 _OP_TEXT: Final = 0x81  # FIN + text
 PING_FRAME: Final = b"\x89\x00"  # FIN + ping, empty payload: the same bytes for every socket
 
@@ -101,7 +115,9 @@ class HubStats:
     ping_timeouts: int = 0  # sockets dropped for not answering a ping
     opened: int = 0
     closed: Counter[int] = field(default_factory=Counter)  # by close code we sent
-    client_messages: Counter[str] = field(default_factory=Counter)  # by type, "invalid" for bad ones
+    client_messages: Counter[str] = field(
+        default_factory=Counter
+    )  # by type, "invalid" for bad ones
     published: Counter[str] = field(default_factory=Counter)  # events originated here, by type
     publish_failures: int = 0
     stale_dropped: int = 0
@@ -112,8 +128,18 @@ class HubStats:
 class Room:
     """The local watchers of one channel and the channel's position as seen here."""
 
-    __slots__ = ("channel_id", "conns", "epoch", "last_by_type", "lock", "members", "reading",
-                 "seq", "stream_id", "subscribed")
+    __slots__ = (
+        "channel_id",
+        "conns",
+        "epoch",
+        "last_by_type",
+        "lock",
+        "members",
+        "reading",
+        "seq",
+        "stream_id",
+        "subscribed",
+    )
 
     def __init__(self, channel_id: str) -> None:
         self.channel_id = channel_id
@@ -200,8 +226,17 @@ class Hub:
 
     # --- writing -------------------------------------------------------------------------
 
-    def broadcast(self, room: Room, type_: str, epoch: str, seq: int, ts: float, *,
-                  frame: bytes | None = None, render: Callable[[str], bytes] | None = None) -> int:
+    def broadcast(
+        self,
+        room: Room,
+        type_: str,
+        epoch: str,
+        seq: int,
+        ts: float,
+        *,
+        frame: bytes | None = None,
+        render: Callable[[str], bytes] | None = None,
+    ) -> int:
         """Write one channel event to every local watcher of `room`; returns sockets written.
 
         Pass the frame, or `render(timezone) -> frame` for zone-dependent events
@@ -310,8 +345,11 @@ class Hub:
     def close_slow(self, conn: Conn) -> None:
         if not conn.closing:
             self.stats.slow_closes += 1
-            log.info("closing slow consumer %s (%d bytes unsent)", conn.session_id,
-                     conn.transport.get_write_buffer_size())
+            log.info(
+                "closing slow consumer %s (%d bytes unsent)",
+                conn.session_id,
+                conn.transport.get_write_buffer_size(),
+            )
             self.close(conn, CloseCode.TOO_SLOW, "too slow")
 
     def close(self, conn: Conn, code: int, reason: str = "") -> None:
@@ -367,4 +405,3 @@ class Hub:
         # gather(return_exceptions) collects the children's cancellation but still
         # propagates a cancellation of this coroutine.
         await asyncio.gather(*still, return_exceptions=True)
-

@@ -36,35 +36,58 @@ class RealtimeCollector(Collector):
         if rt is None:
             return
         stats = rt.hub.stats
-        yield GaugeMetricFamily("droptv_ws_sockets_open", "Open watcher websockets", value=rt.hub.sockets_open)
-        yield CounterMetricFamily("droptv_ws_connects", "Websocket upgrades accepted", value=stats.opened)
-        closes = CounterMetricFamily("droptv_ws_closes", "Sockets closed by the server, by close code",
-                                     labels=["code"])
+        yield GaugeMetricFamily(
+            "droptv_ws_sockets_open", "Open watcher websockets", value=rt.hub.sockets_open
+        )
+        yield CounterMetricFamily(
+            "droptv_ws_connects", "Websocket upgrades accepted", value=stats.opened
+        )
+        closes = CounterMetricFamily(
+            "droptv_ws_closes", "Sockets closed by the server, by close code", labels=["code"]
+        )
         for code, n in sorted(stats.closed.items()):
             closes.add_metric([str(code)], n)
         yield closes
         for name, doc, counter in (
             ("droptv_ws_messages_sent", "Messages written to sockets, by type", stats.sent),
-            ("droptv_ws_messages_skipped", "Latest-value messages skipped for slow sockets, by type",
-             stats.skipped),
-            ("droptv_events_published", "Channel events originated on this instance, by type",
-             stats.published),
-            ("droptv_ws_client_messages", "Client messages received, by type (invalid: rejected)",
-             stats.client_messages),
+            (
+                "droptv_ws_messages_skipped",
+                "Latest-value messages skipped for slow sockets, by type",
+                stats.skipped,
+            ),
+            (
+                "droptv_events_published",
+                "Channel events originated on this instance, by type",
+                stats.published,
+            ),
+            (
+                "droptv_ws_client_messages",
+                "Client messages received, by type (invalid: rejected)",
+                stats.client_messages,
+            ),
         ):
             family = CounterMetricFamily(name, doc, labels=["type"])
             for type_, n in sorted(counter.items()):
                 family.add_metric([type_], n)
             yield family
-        yield CounterMetricFamily("droptv_ws_slow_consumer_closes",
-                                  "Sockets closed with 4008 past the hard buffer limit", value=stats.slow_closes)
-        yield CounterMetricFamily("droptv_ws_ping_timeouts",
-                                  "Sockets dropped for not answering a ping (half-open)",
-                                  value=stats.ping_timeouts)
-        yield CounterMetricFamily("droptv_bus_reconnects", "Reconnections of the Redis bus",
-                                  value=rt.bus_reconnects)
-        yield CounterMetricFamily("droptv_bus_publish_failures", "Events that could not be published",
-                                  value=stats.publish_failures)
+        yield CounterMetricFamily(
+            "droptv_ws_slow_consumer_closes",
+            "Sockets closed with 4008 past the hard buffer limit",
+            value=stats.slow_closes,
+        )
+        yield CounterMetricFamily(
+            "droptv_ws_ping_timeouts",
+            "Sockets dropped for not answering a ping (half-open)",
+            value=stats.ping_timeouts,
+        )
+        yield CounterMetricFamily(
+            "droptv_bus_reconnects", "Reconnections of the Redis bus", value=rt.bus_reconnects
+        )
+        yield CounterMetricFamily(
+            "droptv_bus_publish_failures",
+            "Events that could not be published",
+            value=stats.publish_failures,
+        )
         hist = stats.fanout
         cumulative = list(accumulate(hist.counts))
         buckets = [(repr(bound), n) for bound, n in zip(hist.bounds, cumulative, strict=False)]
@@ -72,7 +95,8 @@ class RealtimeCollector(Collector):
         yield HistogramMetricFamily(
             "droptv_fanout_delay_seconds",
             "Delay from event origin to the end of its writes on this instance, one sample per event",
-            buckets=buckets, sum_value=hist.total,
+            buckets=buckets,
+            sum_value=hist.total,
         )
 
 

@@ -22,12 +22,19 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_UNAVAILABLE = (StoreUnavailable, asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError,
-                asyncpg.InterfaceError, ConnectionError, OSError)
+_UNAVAILABLE = (
+    StoreUnavailable,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,
+    ConnectionError,
+    OSError,
+)
 
 
-def error_response(status: int, message: str, field: str | None = None,
-                   headers: dict[str, str] | None = None) -> web.Response:
+def error_response(
+    status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> web.Response:
     body = encode(ErrorEnvelope(status="error", code=status, message=message, field=field))
     return web.Response(body=body, status=status, content_type="application/json", headers=headers)
 
@@ -37,7 +44,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ServiceUnavailable as err:
-        return error_response(err.status, err.message, headers={"Retry-After": str(err.retry_after)})
+        return error_response(
+            err.status, err.message, headers={"Retry-After": str(err.retry_after)}
+        )
     except ApiError as err:
         return error_response(err.status, err.message, err.field)
     except web.HTTPRequestEntityTooLarge as err:
@@ -45,14 +54,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as err:
         if err.status < 400:
             raise
-        return error_response(err.status, err.reason, headers={
-            k: v for k, v in err.headers.items() if k in ("Allow", "Retry-After")})
+        return error_response(
+            err.status,
+            err.reason,
+            headers={k: v for k, v in err.headers.items() if k in ("Allow", "Retry-After")},
+        )
     except _UNAVAILABLE as err:
         log.warning("store unavailable on %s %s: %r", request.method, request.path, err)
-        return error_response(503, "Service temporarily unavailable, retry shortly",
-                              headers={"Retry-After": "1"})
+        return error_response(
+            503, "Service temporarily unavailable, retry shortly", headers={"Retry-After": "1"}
+        )
     except asyncpg.PostgresError as err:
         log.exception("database error on %s %s", request.method, request.path)
         if isinstance(err, asyncpg.exceptions.CannotConnectNowError):
-            return error_response(503, "Service temporarily unavailable", headers={"Retry-After": "1"})
+            return error_response(
+                503, "Service temporarily unavailable", headers={"Retry-After": "1"}
+            )
         return error_response(500, "Internal server error")

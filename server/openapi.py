@@ -48,65 +48,244 @@ _LIVE: Final = "/creators/{creator_id}/channel"
 _ADMIN_TAG: Final = "admin"
 
 ROUTES: list[Route] = [
-    Route("GET", f"{_LIVE}/live", "28. Live channel: status, viewers, stream (live or offline)",
-          rest.ChannelLive, auth="optional", errors=(401, 404)),
-    Route("GET", f"{_LIVE}/live/stream", "29. Playback URL and stream token", rest.PlaybackStream,
-          query=rest.StreamQuery, auth="required", errors=(401, 403, 404, 422)),
-    Route("GET", f"{_LIVE}/live/viewers", "30. Viewer count, by device, peaks", rest.ChannelViewers,
-          errors=(404,)),
-    Route("GET", f"{_LIVE}/live/metadata", "31. Stream health, encoding, CDN, DRM",
-          rest.StreamMetadata, errors=(404,)),
-    Route("GET", f"{_LIVE}/live/qualities", "32. Quality options of a session",
-          rest.SessionQualities, query=rest.SessionQuery, auth="required",
-          errors=(401, 403, 404, 409, 422)),
-    Route("POST", f"{_LIVE}/live/watch", "33. Start a watch session", rest.WatchStarted,
-          body=rest.WatchRequest, auth="required", errors=(400, 401, 403, 404, 413, 422, 429)),
-    Route("PATCH", f"{_LIVE}/live/watch", "34. Change a session's quality", rest.QualityChanged,
-          body=rest.QualityChange, auth="required", errors=(400, 401, 403, 404, 409, 413, 422)),
-    Route("DELETE", f"{_LIVE}/live/watch", "35. End a watch session (idempotent)",
-          rest.SessionEnded, query=rest.SessionQuery, auth="required", errors=(401, 403, 404, 422),
-          message=True),
-    Route("GET", f"{_LIVE}/live/heartbeat", "36. Keep a session alive; token, viewers, EPG",
-          rest.Heartbeat, query=rest.SessionQuery, auth="required", errors=(401, 403, 404, 422)),
-    Route("GET", f"{_LIVE}/ondemand", "37. On-demand content, locked per entitlements",
-          rest.OnDemandPage, query=rest.OnDemandQuery, auth="optional", errors=(401, 404, 422)),
-    Route("POST", "/admin/creators", "Create a creator", rest.CreatorOut, body=rest.CreatorIn,
-          auth="admin", status=201, errors=(401, 403, 409, 422), tag=_ADMIN_TAG),
-    Route("PATCH", "/admin/creators/{creator_id}", "Update a creator", rest.CreatorOut,
-          body=rest.CreatorPatch, auth="admin", errors=(401, 403, 404, 422), tag=_ADMIN_TAG),
-    Route("POST", "/admin/creators/{creator_id}/channel", "Create the creator's channel",
-          rest.ChannelOut, body=rest.ChannelIn, auth="admin", status=201,
-          errors=(401, 403, 404, 409, 422), tag=_ADMIN_TAG),
-    Route("PATCH", "/admin/channels/{channel_id}", "Update a channel", rest.ChannelOut,
-          body=rest.ChannelPatch, auth="admin", errors=(401, 403, 404, 409, 422), tag=_ADMIN_TAG),
-    Route("POST", "/admin/channels/{channel_id}/programs", "Add an EPG program", rest.ProgramOut,
-          body=rest.ProgramIn, auth="admin", status=201, errors=(401, 403, 404, 409, 422),
-          tag=_ADMIN_TAG),
-    Route("PATCH", "/admin/programs/{program_id}", "Update an EPG program", rest.ProgramOut,
-          body=rest.ProgramPatch, auth="admin", errors=(401, 403, 404, 422), tag=_ADMIN_TAG),
-    Route("DELETE", "/admin/programs/{program_id}", "Delete an EPG program", rest.ProgramDeleted,
-          auth="admin", errors=(401, 403, 404), tag=_ADMIN_TAG),
-    Route("POST", "/admin/creators/{creator_id}/content", "Add on-demand content", rest.ContentOut,
-          body=rest.ContentIn, auth="admin", status=201, errors=(401, 403, 404, 409, 422),
-          tag=_ADMIN_TAG),
-    Route("PATCH", "/admin/content/{content_id}", "Update on-demand content", rest.ContentOut,
-          body=rest.ContentPatch, auth="admin", errors=(401, 403, 404, 422), tag=_ADMIN_TAG),
-    Route("DELETE", "/admin/content/{content_id}", "Delete on-demand content",
-          rest.ContentDeleted, auth="admin", errors=(401, 403, 404), tag=_ADMIN_TAG),
-    Route("POST", "/admin/channels/{channel_id}/live", "Take the channel live (new stream)",
-          rest.StreamOut, body=rest.GoLive, auth="admin", status=201,
-          errors=(401, 403, 404, 409, 422), tag=_ADMIN_TAG),
-    Route("PATCH", "/admin/channels/{channel_id}/live", "Change the live stream (health, ...)",
-          rest.StreamOut, body=rest.StreamPatch, auth="admin", errors=(401, 403, 404, 422),
-          tag=_ADMIN_TAG),
-    Route("DELETE", "/admin/channels/{channel_id}/live", "Take the channel offline",
-          rest.StreamOut, auth="admin", errors=(401, 403, 404), tag=_ADMIN_TAG),
-    Route("POST", "/admin/channels/{channel_id}/stream-key/rotate",
-          "Rotate the channel's stream signing key: every watcher gets a new token",
-          rest.StreamKeyRotated, auth="admin", errors=(401, 403, 404), tag=_ADMIN_TAG),
-    Route("POST", "/admin/entitlements", "Grant a follow, subscription or PPV purchase",
-          rest.EntitlementOut, body=rest.EntitlementIn, auth="admin", status=201,
-          errors=(401, 403, 404, 422), tag=_ADMIN_TAG),
+    Route(
+        "GET",
+        f"{_LIVE}/live",
+        "28. Live channel: status, viewers, stream (live or offline)",
+        rest.ChannelLive,
+        auth="optional",
+        errors=(401, 404),
+    ),
+    Route(
+        "GET",
+        f"{_LIVE}/live/stream",
+        "29. Playback URL and stream token",
+        rest.PlaybackStream,
+        query=rest.StreamQuery,
+        auth="required",
+        errors=(401, 403, 404, 422),
+    ),
+    Route(
+        "GET",
+        f"{_LIVE}/live/viewers",
+        "30. Viewer count, by device, peaks",
+        rest.ChannelViewers,
+        errors=(404,),
+    ),
+    Route(
+        "GET",
+        f"{_LIVE}/live/metadata",
+        "31. Stream health, encoding, CDN, DRM",
+        rest.StreamMetadata,
+        errors=(404,),
+    ),
+    Route(
+        "GET",
+        f"{_LIVE}/live/qualities",
+        "32. Quality options of a session",
+        rest.SessionQualities,
+        query=rest.SessionQuery,
+        auth="required",
+        errors=(401, 403, 404, 409, 422),
+    ),
+    Route(
+        "POST",
+        f"{_LIVE}/live/watch",
+        "33. Start a watch session",
+        rest.WatchStarted,
+        body=rest.WatchRequest,
+        auth="required",
+        errors=(400, 401, 403, 404, 413, 422, 429),
+    ),
+    Route(
+        "PATCH",
+        f"{_LIVE}/live/watch",
+        "34. Change a session's quality",
+        rest.QualityChanged,
+        body=rest.QualityChange,
+        auth="required",
+        errors=(400, 401, 403, 404, 409, 413, 422),
+    ),
+    Route(
+        "DELETE",
+        f"{_LIVE}/live/watch",
+        "35. End a watch session (idempotent)",
+        rest.SessionEnded,
+        query=rest.SessionQuery,
+        auth="required",
+        errors=(401, 403, 404, 422),
+        message=True,
+    ),
+    Route(
+        "GET",
+        f"{_LIVE}/live/heartbeat",
+        "36. Keep a session alive; token, viewers, EPG",
+        rest.Heartbeat,
+        query=rest.SessionQuery,
+        auth="required",
+        errors=(401, 403, 404, 422),
+    ),
+    Route(
+        "GET",
+        f"{_LIVE}/ondemand",
+        "37. On-demand content, locked per entitlements",
+        rest.OnDemandPage,
+        query=rest.OnDemandQuery,
+        auth="optional",
+        errors=(401, 404, 422),
+    ),
+    Route(
+        "POST",
+        "/admin/creators",
+        "Create a creator",
+        rest.CreatorOut,
+        body=rest.CreatorIn,
+        auth="admin",
+        status=201,
+        errors=(401, 403, 409, 422),
+        tag=_ADMIN_TAG,
+    ),
+    Route(
+        "PATCH",
+        "/admin/creators/{creator_id}",
+        "Update a creator",
+        rest.CreatorOut,
+        body=rest.CreatorPatch,
+        auth="admin",
+        errors=(401, 403, 404, 422),
+        tag=_ADMIN_TAG,
+    ),
+    Route(
+        "POST",
+        "/admin/creators/{creator_id}/channel",
+        "Create the creator's channel",
+        rest.ChannelOut,
+        body=rest.ChannelIn,
+        auth="admin",
+        status=201,
+        errors=(401, 403, 404, 409, 422),
+        tag=_ADMIN_TAG,
+    ),
+    Route(
+        "PATCH",
+        "/admin/channels/{channel_id}",
+        "Update a channel",
+        rest.ChannelOut,
+        body=rest.ChannelPatch,
+        auth="admin",
+        errors=(401, 403, 404, 409, 422),
+        tag=_ADMIN_TAG,
+    ),
+    Route(
+        "POST",
+        "/admin/channels/{channel_id}/programs",
+        "Add an EPG program",
+        rest.ProgramOut,
+        body=rest.ProgramIn,
+        auth="admin",
+        status=201,
+        errors=(401, 403, 404, 409, 422),
+        tag=_ADMIN_TAG,
+    ),
+    Route(
+        "PATCH",
+        "/admin/programs/{program_id}",
+        "Update an EPG program",
+        rest.ProgramOut,
+        body=rest.ProgramPatch,
+        auth="admin",
+        errors=(401, 403, 404, 422),
+        tag=_ADMIN_TAG,
+    ),
+    Route(
+        "DELETE",
+        "/admin/programs/{program_id}",
+        "Delete an EPG program",
+        rest.ProgramDeleted,
+        auth="admin",
+        errors=(401, 403, 404),
+        tag=_ADMIN_TAG,
+    ),
+    Route(
+        "POST",
+        "/admin/creators/{creator_id}/content",
+        "Add on-demand content",
+        rest.ContentOut,
+        body=rest.ContentIn,
+        auth="admin",
+        status=201,
+        errors=(401, 403, 404, 409, 422),
+        tag=_ADMIN_TAG,
+    ),
+    Route(
+        "PATCH",
+        "/admin/content/{content_id}",
+        "Update on-demand content",
+        rest.ContentOut,
+        body=rest.ContentPatch,
+        auth="admin",
+        errors=(401, 403, 404, 422),
+        tag=_ADMIN_TAG,
+    ),
+    Route(
+        "DELETE",
+        "/admin/content/{content_id}",
+        "Delete on-demand content",
+        rest.ContentDeleted,
+        auth="admin",
+        errors=(401, 403, 404),
+        tag=_ADMIN_TAG,
+    ),
+    Route(
+        "POST",
+        "/admin/channels/{channel_id}/live",
+        "Take the channel live (new stream)",
+        rest.StreamOut,
+        body=rest.GoLive,
+        auth="admin",
+        status=201,
+        errors=(401, 403, 404, 409, 422),
+        tag=_ADMIN_TAG,
+    ),
+    Route(
+        "PATCH",
+        "/admin/channels/{channel_id}/live",
+        "Change the live stream (health, ...)",
+        rest.StreamOut,
+        body=rest.StreamPatch,
+        auth="admin",
+        errors=(401, 403, 404, 422),
+        tag=_ADMIN_TAG,
+    ),
+    Route(
+        "DELETE",
+        "/admin/channels/{channel_id}/live",
+        "Take the channel offline",
+        rest.StreamOut,
+        auth="admin",
+        errors=(401, 403, 404),
+        tag=_ADMIN_TAG,
+    ),
+    Route(
+        "POST",
+        "/admin/channels/{channel_id}/stream-key/rotate",
+        "Rotate the channel's stream signing key: every watcher gets a new token",
+        rest.StreamKeyRotated,
+        auth="admin",
+        errors=(401, 403, 404),
+        tag=_ADMIN_TAG,
+    ),
+    Route(
+        "POST",
+        "/admin/entitlements",
+        "Grant a follow, subscription or PPV purchase",
+        rest.EntitlementOut,
+        body=rest.EntitlementIn,
+        auth="admin",
+        status=201,
+        errors=(401, 403, 404, 422),
+        tag=_ADMIN_TAG,
+    ),
 ]
 
 
@@ -118,28 +297,71 @@ def _analytics_routes() -> list[Route]:
         return []
     tag = "analytics"
     return [
-        Route("POST", "/analytics/live/session/start", "51. Live session started",
-              a.SessionStartAccepted, body=a.SessionStart, auth="optional",
-              errors=(400, 401, 403, 413, 422, 503), tag=tag),
-        Route("POST", "/analytics/live/session/heartbeat", "52. Live session heartbeat",
-              a.HeartbeatAccepted, body=a.Heartbeat, auth="optional",
-              errors=(400, 401, 403, 413, 422, 503), tag=tag),
-        Route("POST", "/analytics/live/session/end", "53. Live session ended",
-              a.SessionEndAccepted, body=a.SessionEnd, auth="optional",
-              errors=(400, 401, 403, 413, 422, 503), tag=tag),
-        Route("POST", "/analytics/live/events", "54. Live player events", a.EventsBatchAccepted,
-              body=a.EventsBatch, auth="optional", errors=(400, 401, 403, 413, 422, 503), tag=tag),
-        Route("GET", "/analytics/live/streams/{stream_id}/summary", "Per-stream QoE summary",
-              a.StreamSummary, auth="required", errors=(401, 403, 404), tag=tag),
+        Route(
+            "POST",
+            "/analytics/live/session/start",
+            "51. Live session started",
+            a.SessionStartAccepted,
+            body=a.SessionStart,
+            auth="optional",
+            errors=(400, 401, 403, 413, 422, 503),
+            tag=tag,
+        ),
+        Route(
+            "POST",
+            "/analytics/live/session/heartbeat",
+            "52. Live session heartbeat",
+            a.HeartbeatAccepted,
+            body=a.Heartbeat,
+            auth="optional",
+            errors=(400, 401, 403, 413, 422, 503),
+            tag=tag,
+        ),
+        Route(
+            "POST",
+            "/analytics/live/session/end",
+            "53. Live session ended",
+            a.SessionEndAccepted,
+            body=a.SessionEnd,
+            auth="optional",
+            errors=(400, 401, 403, 413, 422, 503),
+            tag=tag,
+        ),
+        Route(
+            "POST",
+            "/analytics/live/events",
+            "54. Live player events",
+            a.EventsBatchAccepted,
+            body=a.EventsBatch,
+            auth="optional",
+            errors=(400, 401, 403, 413, 422, 503),
+            tag=tag,
+        ),
+        Route(
+            "GET",
+            "/analytics/live/streams/{stream_id}/summary",
+            "Per-stream QoE summary",
+            a.StreamSummary,
+            auth="required",
+            errors=(401, 403, 404),
+            tag=tag,
+        ),
     ]
 
 
 ROUTES += _analytics_routes()
 
-_REASONS: Final = {400: "Malformed request", 401: "Missing, invalid or expired bearer token",
-                   403: "Not allowed", 404: "Not found", 409: "Conflict with the current state",
-                   413: "Body too large", 422: "Invalid field (named in `field`)",
-                   429: "Too many concurrent sessions", 503: "Temporarily unavailable, retry"}
+_REASONS: Final = {
+    400: "Malformed request",
+    401: "Missing, invalid or expired bearer token",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Conflict with the current state",
+    413: "Body too large",
+    422: "Invalid field (named in `field`)",
+    429: "Too many concurrent sessions",
+    503: "Temporarily unavailable, retry",
+}
 
 
 def _envelope(data_schema: dict[str, Any], message: bool) -> dict[str, Any]:
@@ -155,13 +377,17 @@ def _operation_id(route: Route) -> str:
 
 
 def _parameters(route: Route, components: dict[str, Any], query_ref: Any) -> list[dict[str, Any]]:
-    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-              for name in re.findall(r"{(\w+)}", route.path)]
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"{(\w+)}", route.path)
+    ]
     if route.query is not None:
         schema = components[query_ref["$ref"].rsplit("/", 1)[1]]
         required = set(schema.get("required", ()))
-        params += [{"name": name, "in": "query", "required": name in required, "schema": prop}
-                   for name, prop in schema["properties"].items()]
+        params += [
+            {"name": name, "in": "query", "required": name in required, "schema": prop}
+            for name, prop in schema["properties"].items()
+        ]
     return params
 
 
@@ -176,19 +402,31 @@ def build_document(routes: list[Route] | None = None) -> dict[str, Any]:
     error_ref = ref[id(ErrorEnvelope)]
     paths: dict[str, dict[str, Any]] = {}
     for r in routes:
-        op: dict[str, Any] = {"summary": r.summary, "tags": [r.tag], "operationId": _operation_id(r)}
+        op: dict[str, Any] = {
+            "summary": r.summary,
+            "tags": [r.tag],
+            "operationId": _operation_id(r),
+        }
         params = _parameters(r, components, ref.get(id(r.query)))
         if params:
             op["parameters"] = params
         if r.body is not None:
-            op["requestBody"] = {"required": True,
-                                 "content": {"application/json": {"schema": ref[id(r.body)]}}}
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": ref[id(r.body)]}},
+            }
         ok_schema = _envelope(ref[id(r.response)], r.message) if r.response is not None else {}
-        op["responses"] = {str(r.status): {"description": "Success",
-                                           "content": {"application/json": {"schema": ok_schema}}}}
+        op["responses"] = {
+            str(r.status): {
+                "description": "Success",
+                "content": {"application/json": {"schema": ok_schema}},
+            }
+        }
         for code in r.errors:
-            op["responses"][str(code)] = {"description": _REASONS.get(code, "Error"),
-                                          "content": {"application/json": {"schema": error_ref}}}
+            op["responses"][str(code)] = {
+                "description": _REASONS.get(code, "Error"),
+                "content": {"application/json": {"schema": error_ref}},
+            }
         if r.auth in ("required", "admin"):
             op["security"] = [{"bearer": []}]
         elif r.auth == "optional":
@@ -198,13 +436,19 @@ def build_document(routes: list[Route] | None = None) -> dict[str, Any]:
         paths.setdefault(r.path, {})[r.method.lower()] = op
     return {
         "openapi": "3.1.0",
-        "info": {"title": TITLE, "version": VERSION,
-                 "description": "Live channel REST API (endpoints 28–37), admin API and live "
-                                "analytics (51–54). Schemas generated from msgspec types."},
+        "info": {
+            "title": TITLE,
+            "version": VERSION,
+            "description": "Live channel REST API (endpoints 28–37), admin API and live "
+            "analytics (51–54). Schemas generated from msgspec types.",
+        },
         "paths": paths,
-        "components": {"schemas": components,
-                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                                      "bearerFormat": "JWT"}}},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
     }
 
 

@@ -126,28 +126,44 @@ class Snapshot:
 class Realtime:
     """This instance's real-time side; also the `ChannelEvents` REST handlers call."""
 
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, bus: Bus, sequencer: Sequencer,
-                 leases: Leases, instance_id: str, *, redis: Any | None = None,
-                 cache: ChannelCache | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        bus: Bus,
+        sequencer: Sequencer,
+        leases: Leases,
+        instance_id: str,
+        *,
+        redis: Any | None = None,
+        cache: ChannelCache | None = None,
+    ) -> None:
         self.settings = settings
         self.redis = redis  # the command client, closed last
         self.pool = pool
         # The REST read cache this layer keeps honest (see server.cache).
-        self.cache = cache or ChannelCache(pool, max_age=settings.viewer_interval,
-                                           session_ttl=settings.session_ttl)
+        self.cache = cache or ChannelCache(
+            pool, max_age=settings.viewer_interval, session_ttl=settings.session_ttl
+        )
         self.bus = bus
         self.sequencer = sequencer
         self.leases = leases
         self.instance_id = instance_id
         self.signer = StreamSigner(pool, settings.signing_key, ttl=settings.stream_token_ttl)
         # A socket that does not take its close frame within a ping interval is gone.
-        self.hub = Hub(soft_limit=settings.ws_soft_limit, hard_limit=settings.ws_hard_limit,
-                       close_timeout=max(1.0, settings.ping_interval))
+        self.hub = Hub(
+            soft_limit=settings.ws_soft_limit,
+            hard_limit=settings.ws_hard_limit,
+            close_timeout=max(1.0, settings.ping_interval),
+        )
         self.duties = ChannelDuties(self)
         self.keeper = SessionKeeper(self)
         self.liveness = Liveness(self.hub, settings.ping_interval)
-        self.tokens = TokenClock(self.hub, self.refresh_token,
-                                 granularity=min(TOKEN_SLOT_MAX, settings.stream_token_ttl / 20))
+        self.tokens = TokenClock(
+            self.hub,
+            self.refresh_token,
+            granularity=min(TOKEN_SLOT_MAX, settings.stream_token_ttl / 20),
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         # The last snapshot read per channel with local watchers (see `snapshot`).
         self._snapshots: dict[str, Snapshot] = {}
@@ -167,9 +183,11 @@ class Realtime:
 
     async def start(self) -> None:
         await self.bus.start(self._deliver, self._bus_reconnected)
-        self._loops = [asyncio.create_task(self.duties.run(), name="channel-duties"),
-                       asyncio.create_task(self.keeper.run(), name="session-keeper"),
-                       asyncio.create_task(self.liveness.run(), name="liveness")]
+        self._loops = [
+            asyncio.create_task(self.duties.run(), name="channel-duties"),
+            asyncio.create_task(self.keeper.run(), name="session-keeper"),
+            asyncio.create_task(self.liveness.run(), name="liveness"),
+        ]
 
     async def drain(self) -> None:
         """SIGTERM: refuse new sockets, close all with 1012, hand leases over at once."""
@@ -229,9 +247,12 @@ class Realtime:
         self.hub.send(conn, "hello", self.hello(conn, snap))
         if previous is None and held_elsewhere:
             # The session may still have a socket on another instance: replace it there.
-            await self._publish_control(conn.channel_id, Kind.SESSION_ENDED, conn.session_id,
-                                        SessionEvent(state="replaced", reason="connected again",
-                                                     keep=conn.conn_id))
+            await self._publish_control(
+                conn.channel_id,
+                Kind.SESSION_ENDED,
+                conn.session_id,
+                SessionEvent(state="replaced", reason="connected again", keep=conn.conn_id),
+            )
 
     async def leave(self, conn: Conn) -> None:
         """Forget the socket; unsubscribe and give up the lease after the channel's last watcher."""
@@ -307,8 +328,12 @@ class Realtime:
 
     def _reusable(self, channel: str, pos: Position) -> Snapshot | None:
         snap = self._snapshots.get(channel)
-        if (snap is not None and snap.seq == pos.seq and snap.epoch == pos.epoch
-                and asyncio.get_running_loop().time() - snap.taken <= self.settings.viewer_interval):
+        if (
+            snap is not None
+            and snap.seq == pos.seq
+            and snap.epoch == pos.epoch
+            and asyncio.get_running_loop().time() - snap.taken <= self.settings.viewer_interval
+        ):
             return snap
         return None
 
@@ -320,25 +345,45 @@ class Realtime:
             viewer_counts(self.pool, channel, ttl=self.settings.session_ttl),
             programs_between(self.pool, channel, now - EPG_BEHIND, now + EPG_AHEAD),
         )
-        return Snapshot(epoch=pos.epoch, seq=pos.seq, stream=stream, counts=counts,
-                        programs=programs, taken=taken)
+        return Snapshot(
+            epoch=pos.epoch,
+            seq=pos.seq,
+            stream=stream,
+            counts=counts,
+            programs=programs,
+            taken=taken,
+        )
 
     def hello(self, conn: Conn, snap: Snapshot) -> bytes:
         """Encode the full snapshot for one socket and remember its position."""
         stream = snap.stream
         token = self.token_info(conn) if stream is not None else None
         msg = Hello(
-            epoch=snap.epoch, seq=snap.seq, ts=time.time(),
-            session=HelloSession(session_id=conn.session_id, started_at=conn.started_at,
-                                 expires_at=conn.expires_at, device_type=conn.device_type,
-                                 quality=conn.quality, timezone=conn.timezone),
-            stream=HelloStream(stream_id=stream.stream_id, is_live=stream.is_live,
-                               health=stream.health, title=stream.title,
-                               started_at=stream.started_at, latency_mode=stream.latency_mode)
-            if stream is not None else None,
+            epoch=snap.epoch,
+            seq=snap.seq,
+            ts=time.time(),
+            session=HelloSession(
+                session_id=conn.session_id,
+                started_at=conn.started_at,
+                expires_at=conn.expires_at,
+                device_type=conn.device_type,
+                quality=conn.quality,
+                timezone=conn.timezone,
+            ),
+            stream=HelloStream(
+                stream_id=stream.stream_id,
+                is_live=stream.is_live,
+                health=stream.health,
+                title=stream.title,
+                started_at=stream.started_at,
+                latency_mode=stream.latency_mode,
+            )
+            if stream is not None
+            else None,
             viewers=viewer_numbers(snap.counts.watching_now, 0, snap.counts.peak_today),
             epg=self._epg(snap.programs, datetime.now(UTC), conn.timezone),
-            token=token, ping_interval=self.settings.ping_interval,
+            token=token,
+            ping_interval=self.settings.ping_interval,
         )
         conn.hello_epoch, conn.hello_seq = snap.epoch, snap.seq
         return encode_server(msg)
@@ -383,24 +428,39 @@ class Realtime:
             return None
         now = time.time()
         minted = self.signer.mint(
-            conn.channel_id, self.signer.cached_version(conn.channel_id), stream_id=conn.stream_id,
-            session_id=conn.session_id, user_id=conn.user_id, quality=conn.quality, now=now)
+            conn.channel_id,
+            self.signer.cached_version(conn.channel_id),
+            stream_id=conn.stream_id,
+            session_id=conn.session_id,
+            user_id=conn.user_id,
+            quality=conn.quality,
+            now=now,
+        )
         conn.token_issued_at = now
         conn.token_expires_at = minted.expires_at.timestamp()
         self.tokens.arm(conn)
-        return TokenInfo(token=minted.token, token_expires_at=minted.expires_at,
-                         stream_url=stream_url(self.settings.cdn_base_url, conn.stream_id,
-                                               conn.quality),
-                         quality=conn.quality)
+        return TokenInfo(
+            token=minted.token,
+            token_expires_at=minted.expires_at,
+            stream_url=stream_url(self.settings.cdn_base_url, conn.stream_id, conn.quality),
+            quality=conn.quality,
+        )
 
     def send_token(self, conn: Conn, reason: str) -> bool:
         info = self.token_info(conn)
         if info is None:
             return False
         room = self.hub.rooms.get(conn.channel_id)
-        msg = Token(epoch=room.epoch if room else "", seq=room.seq if room else 0, ts=time.time(),
-                    token=info.token, token_expires_at=info.token_expires_at,
-                    stream_url=info.stream_url, quality=info.quality, reason=reason)
+        msg = Token(
+            epoch=room.epoch if room else "",
+            seq=room.seq if room else 0,
+            ts=time.time(),
+            token=info.token,
+            token_expires_at=info.token_expires_at,
+            stream_url=info.stream_url,
+            quality=info.quality,
+            reason=reason,
+        )
         return self.hub.send(conn, "token", encode_server(msg))
 
     def refresh_token(self, conn: Conn) -> None:
@@ -415,8 +475,14 @@ class Realtime:
         if conn.closing:
             return
         room = self.hub.rooms.get(conn.channel_id)
-        msg = SessionState(epoch=room.epoch if room else "", seq=room.seq if room else 0,
-                           ts=time.time(), session_id=conn.session_id, state=state, reason=reason)
+        msg = SessionState(
+            epoch=room.epoch if room else "",
+            seq=room.seq if room else 0,
+            ts=time.time(),
+            session_id=conn.session_id,
+            state=state,
+            reason=reason,
+        )
         self.hub.send(conn, "session", encode_server(msg))
         self.hub.close(conn, CloseCode.SESSION_ENDED, f"session {state}: {reason}")
 
@@ -425,8 +491,14 @@ class Realtime:
     def client_error(self, conn: Conn, code: int, message: str, field: str | None = None) -> None:
         self.hub.stats.client_messages["invalid"] += 1
         room = self.hub.rooms.get(conn.channel_id)
-        msg = Error(epoch=room.epoch if room else "", seq=room.seq if room else 0, ts=time.time(),
-                    code=code, message=message, field=field)
+        msg = Error(
+            epoch=room.epoch if room else "",
+            seq=room.seq if room else 0,
+            ts=time.time(),
+            code=code,
+            message=message,
+            field=field,
+        )
         self.hub.send(conn, "error", encode_server(msg))
 
     async def on_text(self, conn: Conn, data: str) -> None:
@@ -478,42 +550,66 @@ class Realtime:
             return
         self.hub.stats.published[envelope.type] += 1
 
-    def _envelope(self, channel: str, kind: Kind, type_: str, pos: Position | None, ts: float,
-                  target: str | None = None) -> Envelope:
-        return Envelope(channel=channel, kind=kind, type=type_, epoch=pos.epoch if pos else "",
-                        seq=pos.seq if pos else 0, instance_id=self.instance_id, ts=ts,
-                        target=target)
+    def _envelope(
+        self,
+        channel: str,
+        kind: Kind,
+        type_: str,
+        pos: Position | None,
+        ts: float,
+        target: str | None = None,
+    ) -> Envelope:
+        return Envelope(
+            channel=channel,
+            kind=kind,
+            type=type_,
+            epoch=pos.epoch if pos else "",
+            seq=pos.seq if pos else 0,
+            instance_id=self.instance_id,
+            ts=ts,
+            target=target,
+        )
 
     async def publish_stream(self, channel: str) -> None:
         stream = await get_live_stream(self.pool, channel)
         pos = await self.sequencer.next(channel)
         ts = time.time()
-        msg = StreamStatus(epoch=pos.epoch, seq=pos.seq, ts=ts,
-                           stream_id=stream.stream_id if stream else None,
-                           is_live=stream is not None, health=stream.health if stream else None,
-                           title=stream.title if stream else None)
-        await self._publish(channel, self._envelope(channel, Kind.BROADCAST, "stream", pos, ts),
-                            encode_server(msg))
+        msg = StreamStatus(
+            epoch=pos.epoch,
+            seq=pos.seq,
+            ts=ts,
+            stream_id=stream.stream_id if stream else None,
+            is_live=stream is not None,
+            health=stream.health if stream else None,
+            title=stream.title if stream else None,
+        )
+        await self._publish(
+            channel, self._envelope(channel, Kind.BROADCAST, "stream", pos, ts), encode_server(msg)
+        )
 
     async def publish_viewers(self, channel: str) -> bool:
         """The holder's tick: publish the exact count if it changed since the last `viewers`."""
         counts = await viewer_counts(self.pool, channel, ttl=self.settings.session_ttl)
         change = await self.sequencer.next_if_changed(
-            channel, "viewers", f"{counts.watching_now},{counts.peak_today}")
+            channel, "viewers", f"{counts.watching_now},{counts.peak_today}"
+        )
         if change is None:
             return False
         ts = time.time()
         previous = int(change.previous.split(",")[0]) if change.previous else counts.watching_now
-        numbers = viewer_numbers(counts.watching_now, counts.watching_now - previous,
-                                 counts.peak_today)
+        numbers = viewer_numbers(
+            counts.watching_now, counts.watching_now - previous, counts.peak_today
+        )
         msg = viewers_message(change.epoch, change.seq, ts, numbers)
         pos = Position(change.epoch, change.seq)
-        await self._publish(channel, self._envelope(channel, Kind.BROADCAST, "viewers", pos, ts),
-                            encode_server(msg))
+        await self._publish(
+            channel, self._envelope(channel, Kind.BROADCAST, "viewers", pos, ts), encode_server(msg)
+        )
         return True
 
-    async def publish_epg(self, channel: str, *, at: datetime | None = None,
-                          force: bool = False) -> bool:
+    async def publish_epg(
+        self, channel: str, *, at: datetime | None = None, force: bool = False
+    ) -> bool:
         """Current and next program at `at` (default now); unless `force`, only if they changed."""
         now = at or datetime.now(UTC)
         programs = await programs_between(self.pool, channel, now - EPG_BEHIND, now + EPG_AHEAD)
@@ -521,7 +617,9 @@ class Realtime:
         if force:
             pos = await self.sequencer.next(channel)
         else:
-            key = f"{current.program_id if current else ''}|{upcoming.program_id if upcoming else ''}"
+            key = (
+                f"{current.program_id if current else ''}|{upcoming.program_id if upcoming else ''}"
+            )
             change = await self.sequencer.next_if_changed(channel, "epg", key)
             if change is None:
                 return False
@@ -531,11 +629,13 @@ class Realtime:
         await self._publish(channel, envelope, msgspec.json.encode(event))
         return True
 
-    async def _publish_control(self, channel: str, kind: Kind, target: str | None,
-                               event: msgspec.Struct | None = None) -> None:
+    async def _publish_control(
+        self, channel: str, kind: Kind, target: str | None, event: msgspec.Struct | None = None
+    ) -> None:
         payload = msgspec.json.encode(event) if event is not None else b""
-        await self._publish(channel, self._envelope(channel, kind, kind.value, None, time.time(),
-                                                    target), payload)
+        await self._publish(
+            channel, self._envelope(channel, kind, kind.value, None, time.time(), target), payload
+        )
 
     # --- receiving from the bus ----------------------------------------------------------
 
@@ -559,8 +659,9 @@ class Realtime:
             return
         match env.kind:
             case Kind.BROADCAST:
-                self.hub.broadcast(room, env.type, env.epoch, env.seq, env.ts,
-                                   frame=text_frame(payload))
+                self.hub.broadcast(
+                    room, env.type, env.epoch, env.seq, env.ts, frame=text_frame(payload)
+                )
                 if env.type == "viewers":
                     self.cache.viewers_changed(channel)
                 elif env.type == "stream":
@@ -637,22 +738,33 @@ class Realtime:
         if conn is not None:
             self.end_conn(conn, "ended", reason)
             return
-        await self._guard(self._publish_control(channel_id, Kind.SESSION_ENDED, session_id,
-                                                SessionEvent(state="ended", reason=reason)),
-                          "session_ended", channel_id)
+        await self._guard(
+            self._publish_control(
+                channel_id,
+                Kind.SESSION_ENDED,
+                session_id,
+                SessionEvent(state="ended", reason=reason),
+            ),
+            "session_ended",
+            channel_id,
+        )
 
     async def session_quality_changed(self, channel_id: str, session_id: str) -> None:
         conn = self.hub.sessions.get(session_id)
         if conn is not None:
             await self._quality_changed_here(conn)
             return
-        await self._guard(self._publish_control(channel_id, Kind.QUALITY_CHANGED, session_id),
-                          "session_quality_changed", channel_id)
+        await self._guard(
+            self._publish_control(channel_id, Kind.QUALITY_CHANGED, session_id),
+            "session_quality_changed",
+            channel_id,
+        )
 
     async def tokens_rotated(self, channel_id: str) -> None:
         """The stream signing key changed: every watcher of the channel gets a new token."""
-        await self._guard(self._publish_control(channel_id, Kind.TOKENS, None),
-                          "tokens_rotated", channel_id)
+        await self._guard(
+            self._publish_control(channel_id, Kind.TOKENS, None), "tokens_rotated", channel_id
+        )
 
     @staticmethod
     async def _guard(coro: Coroutine[Any, Any, Any], what: str, channel_id: str) -> None:
@@ -678,10 +790,25 @@ def build(settings: Settings, pool: asyncpg.Pool, cache: ChannelCache | None = N
         keys = Keys(settings.redis_prefix)
         redis = make_redis(settings.redis_url, cluster=settings.redis_cluster)
         bus: Bus = RedisBus(settings.redis_url, keys, redis=redis, cluster=settings.redis_cluster)
-        return Realtime(settings, pool, bus, RedisSequencer(redis, keys), RedisLeases(redis, keys),
-                        _instance_id(settings), redis=redis, cache=cache)
-    return Realtime(settings, pool, LocalBus(), LocalSequencer(), LocalLeases(),
-                    _instance_id(settings), cache=cache)
+        return Realtime(
+            settings,
+            pool,
+            bus,
+            RedisSequencer(redis, keys),
+            RedisLeases(redis, keys),
+            _instance_id(settings),
+            redis=redis,
+            cache=cache,
+        )
+    return Realtime(
+        settings,
+        pool,
+        LocalBus(),
+        LocalSequencer(),
+        LocalLeases(),
+        _instance_id(settings),
+        cache=cache,
+    )
 
 
 async def _realtime_ctx(app: web.Application) -> AsyncIterator[None]:

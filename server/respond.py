@@ -23,7 +23,12 @@ def ok(data: Any, *, message: str | None = None, status: int = 200) -> web.Respo
 
 async def body_as(request: web.Request, type_: type[T]) -> T:
     """Read and validate a JSON body; 400 when it is not JSON, 413 past the size limit, 422 naming the field."""
-    if request.content_type not in ("application/json", "", "application/octet-stream", "text/plain"):
+    if request.content_type not in (
+        "application/json",
+        "",
+        "application/octet-stream",
+        "text/plain",
+    ):
         raise BadRequest("Content-Type must be application/json", field="Content-Type")
     raw = await request.read()
     if not raw:

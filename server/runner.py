@@ -87,9 +87,14 @@ def run_instance(settings: Settings, *, reuse_port: bool = False) -> None:
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     web.run_app(
-        create_app(settings), host=settings.host, port=settings.port, reuse_port=reuse_port,
-        loop=loop, print=lambda _: log.info("serving on %s:%s", settings.host, settings.port),
-        shutdown_timeout=10.0, access_log=None,
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        reuse_port=reuse_port,
+        loop=loop,
+        print=lambda _: log.info("serving on %s:%s", settings.host, settings.port),
+        shutdown_timeout=10.0,
+        access_log=None,
     )
 
 

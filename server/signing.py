@@ -24,8 +24,9 @@ DEFAULT_MAX_AGE: Final = 5.0
 
 
 class StreamSigner:
-    def __init__(self, pool: asyncpg.Pool, master_key: str, *, ttl: float,
-                 max_age: float = DEFAULT_MAX_AGE) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, master_key: str, *, ttl: float, max_age: float = DEFAULT_MAX_AGE
+    ) -> None:
         self.pool = pool
         self.master_key = master_key
         self.ttl = ttl
@@ -52,14 +53,38 @@ class StreamSigner:
     def forget(self, channel_id: str) -> None:
         self._versions.pop(channel_id, None)
 
-    def mint(self, channel_id: str, version: int, *, stream_id: str, session_id: str, user_id: str,
-             quality: str, now: float | None = None) -> StreamToken:
+    def mint(
+        self,
+        channel_id: str,
+        version: int,
+        *,
+        stream_id: str,
+        session_id: str,
+        user_id: str,
+        quality: str,
+        now: float | None = None,
+    ) -> StreamToken:
         return mint_stream_token(
-            self.master_key, channel_id=channel_id, key_version=version, stream_id=stream_id,
-            session_id=session_id, user_id=user_id, quality=quality, ttl=self.ttl, now=now)
+            self.master_key,
+            channel_id=channel_id,
+            key_version=version,
+            stream_id=stream_id,
+            session_id=session_id,
+            user_id=user_id,
+            quality=quality,
+            ttl=self.ttl,
+            now=now,
+        )
 
-    async def mint_for(self, channel_id: str, *, stream_id: str, session_id: str, user_id: str,
-                       quality: str) -> StreamToken:
+    async def mint_for(
+        self, channel_id: str, *, stream_id: str, session_id: str, user_id: str, quality: str
+    ) -> StreamToken:
         version = await self.version(channel_id)
-        return self.mint(channel_id, version, stream_id=stream_id, session_id=session_id,
-                         user_id=user_id, quality=quality)
+        return self.mint(
+            channel_id,
+            version,
+            stream_id=stream_id,
+            session_id=session_id,
+            user_id=user_id,
+            quality=quality,
+        )

@@ -233,13 +233,17 @@ class ChannelDuties:
             return False
 
     async def _check_viewers(self, now: float) -> None:
-        due = [ch for ch, h in self.held.items()
-               if now - h.last_publish >= self.interval
-               and (h.nudged or now - h.last_check >= self.interval * 0.95)]
+        due = [
+            ch
+            for ch, h in self.held.items()
+            if now - h.last_publish >= self.interval
+            and (h.nudged or now - h.last_check >= self.interval * 0.95)
+        ]
         if not due:
             return
-        results = await asyncio.gather(*(self.rt.publish_viewers(ch) for ch in due),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(self.rt.publish_viewers(ch) for ch in due), return_exceptions=True
+        )
         for channel, result in zip(due, results, strict=True):
             held = self.held.get(channel)
             if held is None:
@@ -281,7 +285,9 @@ class ChannelDuties:
         now = datetime.now(UTC)
         start = max(now, after) if after else now
         try:
-            programs = await programs_between(self.rt.pool, channel, start - EPG_SPAN, start + EPG_SPAN)
+            programs = await programs_between(
+                self.rt.pool, channel, start - EPG_SPAN, start + EPG_SPAN
+            )
         except _FAILURES as err:
             log.warning("schedule of %s unavailable: %r; retrying", channel, err)
             programs, boundary = [], None
@@ -295,8 +301,9 @@ class ChannelDuties:
         if not programs and boundary is None:
             delay = min(delay, 60.0)
         loop = asyncio.get_running_loop()
-        held.epg_timer = loop.call_at(loop.time() + max(0.0, min(delay, EPG_RECHECK)),
-                                      self._boundary_due, channel, boundary)
+        held.epg_timer = loop.call_at(
+            loop.time() + max(0.0, min(delay, EPG_RECHECK)), self._boundary_due, channel, boundary
+        )
 
     def _boundary_due(self, channel: str, boundary: datetime | None) -> None:
         held = self.held.get(channel)
@@ -344,7 +351,7 @@ class SessionKeeper:
         ids = [sid for sid, conn in hub.sessions.items() if not conn.closing]
         live: set[str] = set()
         for i in range(0, len(ids), TOUCH_BATCH):
-            live.update(await touch_sessions(self.rt.pool, ids[i:i + TOUCH_BATCH]))
+            live.update(await touch_sessions(self.rt.pool, ids[i : i + TOUCH_BATCH]))
         for sid in ids:
             if sid in live:
                 continue

@@ -35,8 +35,10 @@ STOP_TIMEOUT: Final = 20.0
 def _worker_main(settings: Settings) -> None:
     from server.runner import run_instance
 
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
+    )
     run_instance(settings, reuse_port=True)
 
 
@@ -52,7 +54,9 @@ class Supervisor:
 
     def _spawn(self, slot: int) -> None:
         worker_settings = dataclasses.replace(
-            self.settings, workers=1, instance_id=f"{self.settings.instance_id or uuid.uuid4().hex[:8]}-w{slot}"
+            self.settings,
+            workers=1,
+            instance_id=f"{self.settings.instance_id or uuid.uuid4().hex[:8]}-w{slot}",
         )
         proc = self.ctx.Process(target=_worker_main, args=(worker_settings,), name=f"worker-{slot}")
         proc.start()
@@ -74,7 +78,9 @@ class Supervisor:
                     continue
                 delay = min(RESTART_BACKOFF_MAX, max(0.5, self.backoff.get(slot, 0.0) * 2))
                 self.backoff[slot] = delay
-                log.error("worker %d exited with %s; restarting in %.1fs", slot, proc.exitcode, delay)
+                log.error(
+                    "worker %d exited with %s; restarting in %.1fs", slot, proc.exitcode, delay
+                )
                 time.sleep(delay)
                 if not self.stopping:
                     self._spawn(slot)

@@ -77,8 +77,13 @@ async def authenticate(request: web.Request, rt: Realtime) -> Claim:
     if not session_id or len(session_id) > 64:
         raise Refused(CloseCode.SESSION_NOT_FOUND, "session_id is required")
     creator_id = request.match_info["creator_id"]
-    claim = await claim_session(rt.pool, session_id, user_id=caller.user_id,
-                                creator_id=creator_id, instance_id=rt.instance_id)
+    claim = await claim_session(
+        rt.pool,
+        session_id,
+        user_id=caller.user_id,
+        creator_id=creator_id,
+        instance_id=rt.instance_id,
+    )
     session = claim.session
     if session is None:
         raise Refused(CloseCode.SESSION_NOT_FOUND, "session not found")
@@ -93,8 +98,9 @@ async def authenticate(request: web.Request, rt: Realtime) -> Claim:
     raise Refused(CloseCode.SESSION_NOT_FOUND, "session is no longer live")
 
 
-async def admit(request: web.Request, rt: Realtime,
-                ws: web.WebSocketResponse) -> tuple[Conn, bool] | None:
+async def admit(
+    request: web.Request, rt: Realtime, ws: web.WebSocketResponse
+) -> tuple[Conn, bool] | None:
     """Authenticate the upgraded socket and build its Conn; None if it was closed instead.
 
     The flag says whether another instance took a socket for this session before
@@ -120,8 +126,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
     rt = request.app[REALTIME]
     settings = rt.settings
     ws = web.WebSocketResponse(
-        protocols=(PROTOCOL,), heartbeat=None, autoping=False,
-        max_msg_size=settings.ws_max_message, compress=False, timeout=rt.hub.close_timeout,
+        protocols=(PROTOCOL,),
+        heartbeat=None,
+        autoping=False,
+        max_msg_size=settings.ws_max_message,
+        compress=False,
+        timeout=rt.hub.close_timeout,
     )
     if not ws.can_prepare(request).ok:
         raise ApiError("Websocket upgrade required (subprotocol droptv.live.v1)", status=426)
@@ -148,7 +158,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
                 if not conn.closing:
                     await ws.pong(msg.data)
             elif kind is WSMsgType.BINARY:
-                rt.client_error(conn, 400, "Binary frames are not accepted: send JSON text", "frame")
+                rt.client_error(
+                    conn, 400, "Binary frames are not accepted: send JSON text", "frame"
+                )
             else:  # CLOSE, CLOSING, CLOSED, or ERROR (1009 oversized): aiohttp closed it
                 break
     except asyncio.CancelledError:

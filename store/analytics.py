@@ -82,8 +82,12 @@ COMMIT_TRIES: Final = 3
 _RETRY_AT_ONCE: Final = (asyncpg.TransactionRollbackError,)
 # The database cannot be reached or refuses work right now.
 _UNAVAILABLE: Final = (
-    OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-    asyncpg.OperatorInterventionError, asyncpg.InsufficientResourcesError,
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
 )
 _json: Final = msgspec.json.Encoder()
 
@@ -115,14 +119,29 @@ class StartOp:
     rows = 1
 
     @classmethod
-    def of(cls, body: SessionStart, *, user_id: str | None, at: datetime,
-           received_at: datetime, raw: bytes) -> StartOp:
+    def of(
+        cls,
+        body: SessionStart,
+        *,
+        user_id: str | None,
+        at: datetime,
+        received_at: datetime,
+        raw: bytes,
+    ) -> StartOp:
         return cls(
-            session_id=body.session_id, user_id=user_id, device_id=body.device_id,
-            platform=body.platform, app_version=body.app_version,
-            stream_id=body.stream.stream_id, channel_id=body.stream.channel_id,
-            creator_id=body.stream.creator_id, program_id=body.epg.current_program_id,
-            started_at=at, started_text=body.timestamp, received_at=received_at, payload=_text(raw),
+            session_id=body.session_id,
+            user_id=user_id,
+            device_id=body.device_id,
+            platform=body.platform,
+            app_version=body.app_version,
+            stream_id=body.stream.stream_id,
+            channel_id=body.stream.channel_id,
+            creator_id=body.stream.creator_id,
+            program_id=body.epg.current_program_id,
+            started_at=at,
+            started_text=body.timestamp,
+            received_at=received_at,
+            payload=_text(raw),
         )
 
 
@@ -151,15 +170,30 @@ class HeartbeatOp:
     rows = 1
 
     @classmethod
-    def of(cls, body: Heartbeat, *, user_id: str | None, at: datetime,
-           received_at: datetime, raw: bytes) -> HeartbeatOp:
+    def of(
+        cls,
+        body: Heartbeat,
+        *,
+        user_id: str | None,
+        at: datetime,
+        received_at: datetime,
+        raw: bytes,
+    ) -> HeartbeatOp:
         perf, play = body.performance, body.playback
         return cls(
-            session_id=body.session_id, user_id=user_id, device_id=body.device_id,
-            stream_id=body.stream_id, channel_id=body.channel_id, creator_id=body.creator_id,
+            session_id=body.session_id,
+            user_id=user_id,
+            device_id=body.device_id,
+            stream_id=body.stream_id,
+            channel_id=body.channel_id,
+            creator_id=body.creator_id,
             program_id=body.epg.current_program_id if body.epg else None,
-            at=at, text=body.timestamp, received_at=received_at,
-            is_playing=play.is_playing, is_paused=play.is_paused, is_buffering=play.is_buffering,
+            at=at,
+            text=body.timestamp,
+            received_at=received_at,
+            is_playing=play.is_playing,
+            is_paused=play.is_paused,
+            is_buffering=play.is_buffering,
             quality=play.quality,
             bitrate_kbps=perf.bitrate_kbps if perf else None,
             latency_ms=perf.latency_ms if perf else None,
@@ -192,14 +226,28 @@ class EndOp:
     rows = 1
 
     @classmethod
-    def of(cls, body: SessionEnd, *, user_id: str | None, at: datetime,
-           received_at: datetime, raw: bytes) -> EndOp:
+    def of(
+        cls,
+        body: SessionEnd,
+        *,
+        user_id: str | None,
+        at: datetime,
+        received_at: datetime,
+        raw: bytes,
+    ) -> EndOp:
         summary = body.watch_summary
         return cls(
-            session_id=body.session_id, user_id=user_id, device_id=body.device_id,
-            stream_id=body.stream_id, channel_id=body.channel_id, creator_id=body.creator_id,
-            ended_at=at, text=body.timestamp, received_at=received_at,
-            end_reason=summary.end_reason, total_watch_seconds=summary.total_watch_seconds,
+            session_id=body.session_id,
+            user_id=user_id,
+            device_id=body.device_id,
+            stream_id=body.stream_id,
+            channel_id=body.channel_id,
+            creator_id=body.creator_id,
+            ended_at=at,
+            text=body.timestamp,
+            received_at=received_at,
+            end_reason=summary.end_reason,
+            total_watch_seconds=summary.total_watch_seconds,
             total_rebuffer_count=body.performance.total_rebuffer_count,
             quality_switches=body.performance.quality_switches,
             chat_messages=body.engagement.total_chat_messages_sent,
@@ -225,12 +273,23 @@ class EventsOp:
         return max(1, len(self.events))
 
     @classmethod
-    def of(cls, body: EventsBatch, events: Sequence[LiveEvent], *, user_id: str | None,
-           received_at: datetime) -> EventsOp:
+    def of(
+        cls,
+        body: EventsBatch,
+        events: Sequence[LiveEvent],
+        *,
+        user_id: str | None,
+        received_at: datetime,
+    ) -> EventsOp:
         return cls(
-            session_id=body.session_id, user_id=user_id, device_id=body.device_id,
-            stream_id=body.stream_id, channel_id=body.channel_id, creator_id=body.creator_id,
-            received_at=received_at, events=tuple(events),
+            session_id=body.session_id,
+            user_id=user_id,
+            device_id=body.device_id,
+            stream_id=body.stream_id,
+            channel_id=body.channel_id,
+            creator_id=body.creator_id,
+            received_at=received_at,
+            events=tuple(events),
         )
 
 
@@ -409,51 +468,180 @@ async def _write_batch(conn: asyncpg.Connection, ops: Sequence[Op]) -> dict[str,
     starts = _first_per_session(o for o in ops if isinstance(o, StartOp))
     ends = _first_per_session(o for o in ops if isinstance(o, EndOp))
     beats = sorted((o for o in ops if isinstance(o, HeartbeatOp)), key=lambda o: o.session_id)
-    batches = sorted((o for o in ops if isinstance(o, EventsOp) and o.events),
-                     key=lambda o: o.session_id)
+    batches = sorted(
+        (o for o in ops if isinstance(o, EventsOp) and o.events), key=lambda o: o.session_id
+    )
     t = STATEMENT_TIMEOUT
     async with conn.transaction():
         if starts:
-            await conn.execute(_START_SQL, *_columns([
-                (o.session_id, o.user_id, o.device_id, o.platform, o.app_version, o.stream_id,
-                 o.channel_id, o.creator_id, o.program_id, o.started_at, o.started_text,
-                 o.received_at, o.payload) for o in starts], 13), timeout=t)
+            await conn.execute(
+                _START_SQL,
+                *_columns(
+                    [
+                        (
+                            o.session_id,
+                            o.user_id,
+                            o.device_id,
+                            o.platform,
+                            o.app_version,
+                            o.stream_id,
+                            o.channel_id,
+                            o.creator_id,
+                            o.program_id,
+                            o.started_at,
+                            o.started_text,
+                            o.received_at,
+                            o.payload,
+                        )
+                        for o in starts
+                    ],
+                    13,
+                ),
+                timeout=t,
+            )
         implicit: dict[str, tuple[Any, ...]] = {}
         for b in beats:
-            _earliest(implicit, (b.session_id, b.user_id, b.device_id, b.stream_id, b.channel_id,
-                                 b.creator_id, b.program_id, b.at, b.received_at))
+            _earliest(
+                implicit,
+                (
+                    b.session_id,
+                    b.user_id,
+                    b.device_id,
+                    b.stream_id,
+                    b.channel_id,
+                    b.creator_id,
+                    b.program_id,
+                    b.at,
+                    b.received_at,
+                ),
+            )
         for e in batches:
-            _earliest(implicit, (e.session_id, e.user_id, e.device_id, e.stream_id, e.channel_id,
-                                 e.creator_id, None, min(ev.at for ev in e.events), e.received_at))
+            _earliest(
+                implicit,
+                (
+                    e.session_id,
+                    e.user_id,
+                    e.device_id,
+                    e.stream_id,
+                    e.channel_id,
+                    e.creator_id,
+                    None,
+                    min(ev.at for ev in e.events),
+                    e.received_at,
+                ),
+            )
         if implicit:
-            await conn.execute(_IMPLICIT_SQL, *_columns(
-                [implicit[k] for k in sorted(implicit)], 9), timeout=t)
+            await conn.execute(
+                _IMPLICIT_SQL, *_columns([implicit[k] for k in sorted(implicit)], 9), timeout=t
+            )
         if beats:
-            await conn.execute(_HEARTBEAT_SQL, *_columns([
-                (o.session_id, o.at, o.text, o.received_at, o.user_id, o.device_id, o.stream_id,
-                 o.channel_id, o.creator_id, o.program_id, o.is_playing, o.is_paused,
-                 o.is_buffering, o.quality, o.bitrate_kbps, o.latency_ms, o.rebuffer_count,
-                 o.buffer_health_seconds, o.body) for o in beats], 19), timeout=t)
-            await conn.execute(_REOPEN_SQL, [o.session_id for o in beats], [o.at for o in beats],
-                               timeout=t)
-            await conn.execute(_TOUCH_HEARTBEAT_SQL, [o.session_id for o in beats],
-                               [o.at for o in beats], [o.received_at for o in beats], timeout=t)
+            await conn.execute(
+                _HEARTBEAT_SQL,
+                *_columns(
+                    [
+                        (
+                            o.session_id,
+                            o.at,
+                            o.text,
+                            o.received_at,
+                            o.user_id,
+                            o.device_id,
+                            o.stream_id,
+                            o.channel_id,
+                            o.creator_id,
+                            o.program_id,
+                            o.is_playing,
+                            o.is_paused,
+                            o.is_buffering,
+                            o.quality,
+                            o.bitrate_kbps,
+                            o.latency_ms,
+                            o.rebuffer_count,
+                            o.buffer_health_seconds,
+                            o.body,
+                        )
+                        for o in beats
+                    ],
+                    19,
+                ),
+                timeout=t,
+            )
+            await conn.execute(
+                _REOPEN_SQL, [o.session_id for o in beats], [o.at for o in beats], timeout=t
+            )
+            await conn.execute(
+                _TOUCH_HEARTBEAT_SQL,
+                [o.session_id for o in beats],
+                [o.at for o in beats],
+                [o.received_at for o in beats],
+                timeout=t,
+            )
         if batches:
-            await conn.execute(_EVENTS_SQL, *_columns([
-                (ev.event_id, o.session_id, o.user_id, o.device_id, o.stream_id, o.channel_id,
-                 o.creator_id, ev.event_type, ev.at, ev.timestamp, o.received_at, ev.metadata_json)
-                for o in batches for ev in o.events], 12), timeout=t)
-            await conn.execute(_TOUCH_SEEN_SQL, [o.session_id for o in batches],
-                               [o.received_at for o in batches], timeout=t)
+            await conn.execute(
+                _EVENTS_SQL,
+                *_columns(
+                    [
+                        (
+                            ev.event_id,
+                            o.session_id,
+                            o.user_id,
+                            o.device_id,
+                            o.stream_id,
+                            o.channel_id,
+                            o.creator_id,
+                            ev.event_type,
+                            ev.at,
+                            ev.timestamp,
+                            o.received_at,
+                            ev.metadata_json,
+                        )
+                        for o in batches
+                        for ev in o.events
+                    ],
+                    12,
+                ),
+                timeout=t,
+            )
+            await conn.execute(
+                _TOUCH_SEEN_SQL,
+                [o.session_id for o in batches],
+                [o.received_at for o in batches],
+                timeout=t,
+            )
         stored: dict[str, EndResult] = {}
         if ends:
-            rows = await conn.fetch(_END_SQL, *_columns([
-                (o.session_id, o.user_id, o.device_id, o.stream_id, o.channel_id, o.creator_id,
-                 o.ended_at, o.text, o.received_at, o.end_reason, o.total_watch_seconds,
-                 o.total_rebuffer_count, o.quality_switches, o.chat_messages, o.reactions,
-                 o.programs_watched, o.payload) for o in ends], 17), timeout=t)
-            stored = {r["session_id"]: EndResult(r["total_watch_seconds"], r["end_reason"])
-                      for r in rows}
+            rows = await conn.fetch(
+                _END_SQL,
+                *_columns(
+                    [
+                        (
+                            o.session_id,
+                            o.user_id,
+                            o.device_id,
+                            o.stream_id,
+                            o.channel_id,
+                            o.creator_id,
+                            o.ended_at,
+                            o.text,
+                            o.received_at,
+                            o.end_reason,
+                            o.total_watch_seconds,
+                            o.total_rebuffer_count,
+                            o.quality_switches,
+                            o.chat_messages,
+                            o.reactions,
+                            o.programs_watched,
+                            o.payload,
+                        )
+                        for o in ends
+                    ],
+                    17,
+                ),
+                timeout=t,
+            )
+            stored = {
+                r["session_id"]: EndResult(r["total_watch_seconds"], r["end_reason"]) for r in rows
+            }
     return stored
 
 
@@ -484,8 +672,14 @@ class AnalyticsWriter:
     `ops_committed` are for tests and metrics.
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, max_batch_rows: int = 2000,
-                 flush_interval: float = 0.003, max_pending_rows: int = 100_000) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        max_batch_rows: int = 2000,
+        flush_interval: float = 0.003,
+        max_pending_rows: int = 100_000,
+    ) -> None:
         self._pool = pool
         self.max_batch_rows = max_batch_rows
         self.flush_interval = flush_interval
@@ -672,8 +866,13 @@ async def sweep(pool: asyncpg.Pool, *, now: datetime, timeout: float) -> int:
     Several instances may sweep at once: the update's WHERE is re-checked per row,
     so each session is closed once.
     """
-    status = await pool.execute(_SWEEP_SQL, now, now - timedelta(seconds=timeout),
-                                MAX_WATCH_SECONDS, timeout=STATEMENT_TIMEOUT)
+    status = await pool.execute(
+        _SWEEP_SQL,
+        now,
+        now - timedelta(seconds=timeout),
+        MAX_WATCH_SECONDS,
+        timeout=STATEMENT_TIMEOUT,
+    )
     return int(status.rsplit(" ", 1)[1])
 
 
@@ -803,8 +1002,9 @@ order by m.minute
 """
 
 
-async def stream_totals(conn: asyncpg.Connection, stream_id: str, *,
-                        gap_cap: float) -> StreamTotals:
+async def stream_totals(
+    conn: asyncpg.Connection, stream_id: str, *, gap_cap: float
+) -> StreamTotals:
     """The stream's aggregates (definitions above); run inside one read-only transaction."""
     s = await conn.fetchrow(_SESSIONS_SQL, stream_id, timeout=STATEMENT_TIMEOUT)
     peak = await conn.fetchrow(_PEAK_SQL, stream_id, timeout=STATEMENT_TIMEOUT)
@@ -812,26 +1012,41 @@ async def stream_totals(conn: asyncpg.Connection, stream_id: str, *,
     e = await conn.fetchrow(_EVENT_COUNTS_SQL, stream_id, timeout=STATEMENT_TIMEOUT)
     assert s is not None and q is not None and e is not None
     return StreamTotals(
-        sessions=s["sessions"], active_sessions=s["active_sessions"],
+        sessions=s["sessions"],
+        active_sessions=s["active_sessions"],
         unique_viewers=s["unique_viewers"],
         concurrent_peak=peak["peak"] if peak else 0,
         concurrent_peak_at=peak["at"] if peak and peak["peak"] > 0 else None,
         total_watch_seconds=s["total_watch_seconds"],
-        play_seconds=q["play"], stall_seconds=q["stall"], rebuffer_count=s["rebuffer_count"],
-        average_bitrate_kbps=q["bitrate"], average_latency_ms=q["latency"],
-        error_count=e["errors"], error_sessions=s["error_sessions"],
-        quality_switches=s["quality_switches"], reactions=e["reactions"], tips=e["tips"],
-        follows=e["follows"], subscribes=e["subscribes"],
+        play_seconds=q["play"],
+        stall_seconds=q["stall"],
+        rebuffer_count=s["rebuffer_count"],
+        average_bitrate_kbps=q["bitrate"],
+        average_latency_ms=q["latency"],
+        error_count=e["errors"],
+        error_sessions=s["error_sessions"],
+        quality_switches=s["quality_switches"],
+        reactions=e["reactions"],
+        tips=e["tips"],
+        follows=e["follows"],
+        subscribes=e["subscribes"],
     )
 
 
-async def stream_minutes(conn: asyncpg.Connection, stream_id: str, *,
-                         now: datetime) -> list[MinuteTotals]:
+async def stream_minutes(
+    conn: asyncpg.Connection, stream_id: str, *, now: datetime
+) -> list[MinuteTotals]:
     """The 60 one-minute buckets ending with the one holding `now`, oldest first."""
     rows = await conn.fetch(_MINUTES_SQL, stream_id, now, timeout=STATEMENT_TIMEOUT)
-    return [MinuteTotals(minute=r["minute"], concurrent_viewers=r["concurrent"],
-                         average_bitrate_kbps=r["bitrate"], rebuffer_events=r["rebuffers"])
-            for r in rows]
+    return [
+        MinuteTotals(
+            minute=r["minute"],
+            concurrent_viewers=r["concurrent"],
+            average_bitrate_kbps=r["bitrate"],
+            rebuffer_events=r["rebuffers"],
+        )
+        for r in rows
+    ]
 
 
 _PLATFORM_CREATOR_SQL: Final = """
@@ -858,4 +1073,3 @@ async def stream_creator(conn: asyncpg.Connection, stream_id: str) -> str | None
         return str(owner)
     reported = await conn.fetchval(_REPORTED_CREATOR_SQL, stream_id, timeout=STATEMENT_TIMEOUT)
     return None if reported is None else str(reported)
-

@@ -69,7 +69,9 @@ class Bus(Protocol):
 def make_redis(url: str, *, cluster: bool = False) -> Any:
     """The command client: short timeouts and two quick retries, so a dead Redis fails fast."""
     options: dict[str, Any] = {
-        "socket_timeout": 5.0, "socket_connect_timeout": 2.0, "socket_keepalive": True,
+        "socket_timeout": 5.0,
+        "socket_connect_timeout": 2.0,
+        "socket_keepalive": True,
         "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
     }
     if cluster:
@@ -80,7 +82,9 @@ def make_redis(url: str, *, cluster: bool = False) -> Any:
 class _Link:
     """One subscriber connection (to one node) and the pub/sub names wanted on it."""
 
-    def __init__(self, bus: RedisBus, node: str, connect: Callable[[], Awaitable[AbstractConnection]]) -> None:
+    def __init__(
+        self, bus: RedisBus, node: str, connect: Callable[[], Awaitable[AbstractConnection]]
+    ) -> None:
         self.bus = bus
         self.node = node
         self.names: set[str] = set()
@@ -225,8 +229,16 @@ class _Link:
 class RedisBus:
     """Pub/sub on `url`; `sharded` uses SSUBSCRIBE/SPUBLISH, `cluster` talks to a Redis Cluster."""
 
-    def __init__(self, url: str, keys: Keys, *, redis: Any | None = None, sharded: bool = False,
-                 cluster: bool = False, ping_interval: float = BUS_PING_INTERVAL) -> None:
+    def __init__(
+        self,
+        url: str,
+        keys: Keys,
+        *,
+        redis: Any | None = None,
+        sharded: bool = False,
+        cluster: bool = False,
+        ping_interval: float = BUS_PING_INTERVAL,
+    ) -> None:
         self.url = url
         self.keys = keys
         self.sharded = sharded or cluster
@@ -243,8 +255,12 @@ class RedisBus:
         # RESP2: pub/sub messages are plain replies read by our reader, not push
         # notifications diverted to a handler.
         pool = aioredis.ConnectionPool.from_url(
-            url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=2.0, socket_keepalive=True,
-            protocol=2)
+            url,
+            retry=Retry(NoBackoff(), 0),
+            socket_connect_timeout=2.0,
+            socket_keepalive=True,
+            protocol=2,
+        )
         self._conn_class: type[AbstractConnection] = pool.connection_class
         self._conn_kwargs: dict[str, Any] = dict(pool.connection_kwargs)
         if cluster:

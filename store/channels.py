@@ -136,14 +136,37 @@ class ChannelSnapshot(msgspec.Struct, kw_only=True, frozen=True):
 
 CREATOR_COLUMNS: Final = ("creator_id", "name", "is_verified", "created_at")
 CHANNEL_COLUMNS: Final = (
-    "channel_id", "creator_id", "channel_name", "channel_number", "requires_subscription", "created_at",
+    "channel_id",
+    "creator_id",
+    "channel_name",
+    "channel_number",
+    "requires_subscription",
+    "created_at",
 )
 STREAM_COLUMNS: Final = tuple(Stream.__struct_fields__)
-PROGRAM_COLUMNS: Final = ("program_id", "title", "starts_at", "ends_at", "description", "thumbnail_url")
+PROGRAM_COLUMNS: Final = (
+    "program_id",
+    "title",
+    "starts_at",
+    "ends_at",
+    "description",
+    "thumbnail_url",
+)
 # Stream settings an operator may set at go-live or change while live.
 STREAM_SETTINGS: Final = (
-    "title", "health", "latency_mode", "bitrate_kbps", "resolution", "frame_rate", "cdn_provider",
-    "cdn_region", "cdn_edge_location", "drm_enabled", "drm_type", "drm_license_url", "dvr_enabled",
+    "title",
+    "health",
+    "latency_mode",
+    "bitrate_kbps",
+    "resolution",
+    "frame_rate",
+    "cdn_provider",
+    "cdn_region",
+    "cdn_edge_location",
+    "drm_enabled",
+    "drm_type",
+    "drm_license_url",
+    "dvr_enabled",
 )
 
 
@@ -206,12 +229,20 @@ async def channel_snapshot(pool: asyncpg.Pool, creator_id: str) -> ChannelSnapsh
     record = await pool.fetchrow(_SNAPSHOT_SQL, creator_id)
     if record is None:
         return None
-    channel = (Channel(**_pick(record, CHANNEL_COLUMNS, "ch_"))
-               if record["ch_channel_id"] is not None else None)
-    stream = (Stream(**_pick(record, STREAM_COLUMNS, "s_"))
-              if record["s_stream_id"] is not None else None)
-    return ChannelSnapshot(creator=Creator(**_pick(record, CREATOR_COLUMNS)), channel=channel,
-                           stream=stream, now=record["now"])
+    channel = (
+        Channel(**_pick(record, CHANNEL_COLUMNS, "ch_"))
+        if record["ch_channel_id"] is not None
+        else None
+    )
+    stream = (
+        Stream(**_pick(record, STREAM_COLUMNS, "s_")) if record["s_stream_id"] is not None else None
+    )
+    return ChannelSnapshot(
+        creator=Creator(**_pick(record, CREATOR_COLUMNS)),
+        channel=channel,
+        stream=stream,
+        now=record["now"],
+    )
 
 
 async def programs_between(
@@ -222,7 +253,9 @@ async def programs_between(
         f"select {_cols(PROGRAM_COLUMNS)} from programs"
         f" where channel_id = $1 and starts_at < $3 and ends_at > $2"
         f" order by starts_at, ends_at, program_id",
-        channel_id, start, end,
+        channel_id,
+        start,
+        end,
     )
     return [_program(r) for r in records]
 
@@ -242,7 +275,8 @@ async def user_state(pool: asyncpg.Pool, user_id: str, creator_id: str) -> tuple
         "select exists(select 1 from follows where user_id = $1 and creator_id = $2) as f,"
         " exists(select 1 from subscriptions where user_id = $1 and creator_id = $2"
         "        and (expires_at is null or expires_at > now())) as s",
-        user_id, creator_id,
+        user_id,
+        creator_id,
     )
     assert record is not None
     return bool(record["f"]), bool(record["s"])
@@ -262,8 +296,13 @@ def _duplicate_field(err: asyncpg.UniqueViolationError, default: str) -> str:
     return default
 
 
-async def write_one(pool: asyncpg.Pool | asyncpg.Connection, sql: str, *args: Any,
-                 key: str, refs: Mapping[str, str] | None = None) -> asyncpg.Record | None:
+async def write_one(
+    pool: asyncpg.Pool | asyncpg.Connection,
+    sql: str,
+    *args: Any,
+    key: str,
+    refs: Mapping[str, str] | None = None,
+) -> asyncpg.Record | None:
     """Run one write and translate key violations into Duplicate/Missing naming the field.
 
     `refs` maps a foreign-key column to the field the client sent it as.
@@ -273,8 +312,9 @@ async def write_one(pool: asyncpg.Pool | asyncpg.Connection, sql: str, *args: An
         return record
     except asyncpg.UniqueViolationError as err:
         field = _duplicate_field(err, key)
-        raise Duplicate(f"{field} already exists" if field != "channel_id"
-                        else "Channel is already live", field) from None
+        raise Duplicate(
+            f"{field} already exists" if field != "channel_id" else "Channel is already live", field
+        ) from None
     except asyncpg.ForeignKeyViolationError as err:
         detail = err.detail or ""
         for column, field in (refs or {}).items():
@@ -290,55 +330,88 @@ def _set_clause(values: Mapping[str, Any], start: int) -> tuple[str, list[Any]]:
     return ", ".join(f"{n} = ${i}" for i, n in enumerate(names, start)), [values[n] for n in names]
 
 
-async def create_creator(pool: asyncpg.Pool, *, creator_id: str, name: str, is_verified: bool) -> Creator:
+async def create_creator(
+    pool: asyncpg.Pool, *, creator_id: str, name: str, is_verified: bool
+) -> Creator:
     record = await write_one(
-        pool, f"insert into creators (creator_id, name, is_verified) values ($1, $2, $3)"
-        f" returning {_cols(CREATOR_COLUMNS)}", creator_id, name, is_verified, key="creator_id",
+        pool,
+        f"insert into creators (creator_id, name, is_verified) values ($1, $2, $3)"
+        f" returning {_cols(CREATOR_COLUMNS)}",
+        creator_id,
+        name,
+        is_verified,
+        key="creator_id",
     )
     assert record is not None
     return Creator(**dict(record))
 
 
-async def update_creator(pool: asyncpg.Pool, creator_id: str, changes: Mapping[str, Any]) -> Creator | None:
+async def update_creator(
+    pool: asyncpg.Pool, creator_id: str, changes: Mapping[str, Any]
+) -> Creator | None:
     if not changes:
         return await get_creator(pool, creator_id)
     clause, args = _set_clause(changes, 2)
     record = await write_one(
-        pool, f"update creators set {clause} where creator_id = $1 returning {_cols(CREATOR_COLUMNS)}",
-        creator_id, *args, key="creator_id",
+        pool,
+        f"update creators set {clause} where creator_id = $1 returning {_cols(CREATOR_COLUMNS)}",
+        creator_id,
+        *args,
+        key="creator_id",
     )
     return Creator(**dict(record)) if record else None
 
 
-async def create_channel(pool: asyncpg.Pool, *, creator_id: str, channel_id: str, channel_name: str,
-                         channel_number: int, requires_subscription: bool) -> Channel:
+async def create_channel(
+    pool: asyncpg.Pool,
+    *,
+    creator_id: str,
+    channel_id: str,
+    channel_name: str,
+    channel_number: int,
+    requires_subscription: bool,
+) -> Channel:
     record = await write_one(
-        pool, f"insert into channels (channel_id, creator_id, channel_name, channel_number,"
+        pool,
+        f"insert into channels (channel_id, creator_id, channel_name, channel_number,"
         f" requires_subscription) values ($1, $2, $3, $4, $5) returning {_cols(CHANNEL_COLUMNS)}",
-        channel_id, creator_id, channel_name, channel_number, requires_subscription,
-        key="channel_id", refs={"creator_id": "creator_id"},
+        channel_id,
+        creator_id,
+        channel_name,
+        channel_number,
+        requires_subscription,
+        key="channel_id",
+        refs={"creator_id": "creator_id"},
     )
     assert record is not None
     return Channel(**dict(record))
 
 
-async def update_channel(pool: asyncpg.Pool, channel_id: str, changes: Mapping[str, Any]) -> Channel | None:
+async def update_channel(
+    pool: asyncpg.Pool, channel_id: str, changes: Mapping[str, Any]
+) -> Channel | None:
     if not changes:
         return await get_channel(pool, channel_id)
     clause, args = _set_clause(changes, 2)
     record = await write_one(
-        pool, f"update channels set {clause} where channel_id = $1 returning {_cols(CHANNEL_COLUMNS)}",
-        channel_id, *args, key="channel_id",
+        pool,
+        f"update channels set {clause} where channel_id = $1 returning {_cols(CHANNEL_COLUMNS)}",
+        channel_id,
+        *args,
+        key="channel_id",
     )
     return Channel(**dict(record)) if record else None
 
 
 async def create_program(pool: asyncpg.Pool, channel_id: str, program: Program) -> Program:
     record = await write_one(
-        pool, f"insert into programs (channel_id, {_cols(PROGRAM_COLUMNS)})"
+        pool,
+        f"insert into programs (channel_id, {_cols(PROGRAM_COLUMNS)})"
         f" values ($1, $2, $3, $4, $5, $6, $7) returning {_cols(PROGRAM_COLUMNS)}",
-        channel_id, *(getattr(program, c) for c in PROGRAM_COLUMNS),
-        key="program_id", refs={"channel_id": "channel_id"},
+        channel_id,
+        *(getattr(program, c) for c in PROGRAM_COLUMNS),
+        key="program_id",
+        refs={"channel_id": "channel_id"},
     )
     assert record is not None
     return _program(record)
@@ -348,8 +421,11 @@ async def update_program(pool: asyncpg.Pool, program_id: str, program: Program) 
     """Replace a program's fields (the caller merged the patch and validated the interval)."""
     clause, args = _set_clause({c: getattr(program, c) for c in PROGRAM_COLUMNS[1:]}, 2)
     record = await write_one(
-        pool, f"update programs set {clause} where program_id = $1 returning {_cols(PROGRAM_COLUMNS)}",
-        program_id, *args, key="program_id",
+        pool,
+        f"update programs set {clause} where program_id = $1 returning {_cols(PROGRAM_COLUMNS)}",
+        program_id,
+        *args,
+        key="program_id",
     )
     return _program(record) if record else None
 
@@ -362,16 +438,20 @@ async def delete_program(pool: asyncpg.Pool, program_id: str) -> str | None:
     return channel_id
 
 
-async def go_live(pool: asyncpg.Pool, channel_id: str, stream_id: str,
-                  settings: Mapping[str, Any]) -> Stream:
+async def go_live(
+    pool: asyncpg.Pool, channel_id: str, stream_id: str, settings: Mapping[str, Any]
+) -> Stream:
     """Start a broadcast; raises Duplicate(field channel_id) if the channel is already live."""
     values = {"stream_id": stream_id, "channel_id": channel_id, **settings}
     names = list(values)
     record = await write_one(
-        pool, f"insert into streams ({', '.join(names)})"
+        pool,
+        f"insert into streams ({', '.join(names)})"
         f" values ({', '.join(f'${i}' for i in range(1, len(names) + 1))})"
         f" returning {_cols(STREAM_COLUMNS)}",
-        *(values[n] for n in names), key="stream_id", refs={"channel_id": "channel_id"},
+        *(values[n] for n in names),
+        key="stream_id",
+        refs={"channel_id": "channel_id"},
     )
     assert record is not None
     return Stream(**dict(record))
@@ -385,32 +465,41 @@ async def go_offline(pool: asyncpg.Pool, channel_id: str) -> tuple[Stream, list[
     async with pool.acquire() as conn, conn.transaction():
         record = await conn.fetchrow(
             f"update streams set ended_at = now() where channel_id = $1 and ended_at is null"
-            f" returning {_cols(STREAM_COLUMNS)}", channel_id,
+            f" returning {_cols(STREAM_COLUMNS)}",
+            channel_id,
         )
         if record is None:
             return None
         ended = await conn.fetch(
             "update watch_sessions set ended_at = now(), end_reason = 'stream_offline'"
-            " where stream_id = $1 and ended_at is null returning session_id", record["stream_id"],
+            " where stream_id = $1 and ended_at is null returning session_id",
+            record["stream_id"],
         )
     return Stream(**dict(record)), [r["session_id"] for r in ended]
 
 
-async def update_stream(pool: asyncpg.Pool, channel_id: str, changes: Mapping[str, Any]) -> Stream | None:
+async def update_stream(
+    pool: asyncpg.Pool, channel_id: str, changes: Mapping[str, Any]
+) -> Stream | None:
     """Change settings (health, title, bitrate, ...) of the live stream; None if offline."""
     if not changes:
         return await get_live_stream(pool, channel_id)
     clause, args = _set_clause(changes, 2)
     record = await write_one(
-        pool, f"update streams set {clause} where channel_id = $1 and ended_at is null"
-        f" returning {_cols(STREAM_COLUMNS)}", channel_id, *args, key="stream_id",
+        pool,
+        f"update streams set {clause} where channel_id = $1 and ended_at is null"
+        f" returning {_cols(STREAM_COLUMNS)}",
+        channel_id,
+        *args,
+        key="stream_id",
     )
     return Stream(**dict(record)) if record else None
 
 
 async def stream_key_version(pool: asyncpg.Pool, channel_id: str) -> int | None:
     version = await pool.fetchval(
-        "select stream_key_version from channels where channel_id = $1", channel_id)
+        "select stream_key_version from channels where channel_id = $1", channel_id
+    )
     return int(version) if version is not None else None
 
 
@@ -418,31 +507,47 @@ async def rotate_stream_key(pool: asyncpg.Pool, channel_id: str) -> int | None:
     """Bump the channel's stream key version; None for an unknown channel."""
     version = await pool.fetchval(
         "update channels set stream_key_version = stream_key_version + 1"
-        " where channel_id = $1 returning stream_key_version", channel_id)
+        " where channel_id = $1 returning stream_key_version",
+        channel_id,
+    )
     return int(version) if version is not None else None
 
 
 async def grant_follow(pool: asyncpg.Pool, user_id: str, creator_id: str) -> None:
     """Idempotent."""
     await write_one(
-        pool, "insert into follows (user_id, creator_id) values ($1, $2) on conflict do nothing",
-        user_id, creator_id, key="creator_id", refs={"creator_id": "creator_id"},
+        pool,
+        "insert into follows (user_id, creator_id) values ($1, $2) on conflict do nothing",
+        user_id,
+        creator_id,
+        key="creator_id",
+        refs={"creator_id": "creator_id"},
     )
 
 
-async def grant_subscription(pool: asyncpg.Pool, user_id: str, creator_id: str,
-                             expires_at: datetime | None) -> None:
+async def grant_subscription(
+    pool: asyncpg.Pool, user_id: str, creator_id: str, expires_at: datetime | None
+) -> None:
     """Create or replace the user's subscription (a new expiry overwrites the old one)."""
     await write_one(
-        pool, "insert into subscriptions (user_id, creator_id, expires_at) values ($1, $2, $3)"
+        pool,
+        "insert into subscriptions (user_id, creator_id, expires_at) values ($1, $2, $3)"
         " on conflict (user_id, creator_id) do update set expires_at = excluded.expires_at",
-        user_id, creator_id, expires_at, key="creator_id", refs={"creator_id": "creator_id"},
+        user_id,
+        creator_id,
+        expires_at,
+        key="creator_id",
+        refs={"creator_id": "creator_id"},
     )
 
 
 async def grant_ppv(pool: asyncpg.Pool, user_id: str, content_id: str) -> None:
     """Idempotent."""
     await write_one(
-        pool, "insert into ppv_purchases (user_id, content_id) values ($1, $2) on conflict do nothing",
-        user_id, content_id, key="content_id", refs={"content_id": "content_id"},
+        pool,
+        "insert into ppv_purchases (user_id, content_id) values ($1, $2) on conflict do nothing",
+        user_id,
+        content_id,
+        key="content_id",
+        refs={"content_id": "content_id"},
     )

@@ -30,8 +30,18 @@ __all__ = [
 ]
 
 CONTENT_COLUMNS: Final = (
-    "content_id", "creator_id", "type", "title", "thumbnail_url", "duration_seconds", "season",
-    "episode_number", "views", "price", "currency", "published_at",
+    "content_id",
+    "creator_id",
+    "type",
+    "title",
+    "thumbnail_url",
+    "duration_seconds",
+    "season",
+    "episode_number",
+    "views",
+    "price",
+    "currency",
+    "published_at",
 )
 
 
@@ -82,8 +92,15 @@ limit $4 offset $7
 
 
 async def list_content(
-    pool: asyncpg.Pool, creator_id: str, *, content_type: str | None, season: int | None,
-    page: int, limit: int, user_id: str | None, sees_all: bool,
+    pool: asyncpg.Pool,
+    creator_id: str,
+    *,
+    content_type: str | None,
+    season: int | None,
+    page: int,
+    limit: int,
+    user_id: str | None,
+    sees_all: bool,
 ) -> ContentPage:
     """One page (1-based) and the total matching count; `sees_all` unlocks everything."""
     offset = (page - 1) * limit
@@ -94,7 +111,10 @@ async def list_content(
         return ContentPage(total=int(records[0]["total"]), items=[_row(r) for r in records])
     total = await pool.fetchval(
         "select count(*) from content where creator_id = $1 and ($2::text is null or type = $2)"
-        " and ($3::int is null or season = $3)", creator_id, content_type, season,
+        " and ($3::int is null or season = $3)",
+        creator_id,
+        content_type,
+        season,
     )
     return ContentPage(total=int(total), items=[])
 
@@ -117,30 +137,37 @@ async def create_content(pool: asyncpg.Pool, values: Mapping[str, Any]) -> Conte
     data = _price({k: v for k, v in values.items() if v is not None})
     names = list(data)
     record = await write_one(
-        pool, f"insert into content ({', '.join(names)})"
+        pool,
+        f"insert into content ({', '.join(names)})"
         f" values ({', '.join(f'${i}' for i in range(1, len(names) + 1))})"
         f" returning {', '.join(CONTENT_COLUMNS)}",
-        *(data[n] for n in names), key="content_id", refs={"creator_id": "creator_id"},
+        *(data[n] for n in names),
+        key="content_id",
+        refs={"creator_id": "creator_id"},
     )
     assert record is not None
     return _row(record)
 
 
-async def update_content(pool: asyncpg.Pool, content_id: str,
-                         changes: Mapping[str, Any]) -> ContentRow | None:
+async def update_content(
+    pool: asyncpg.Pool, content_id: str, changes: Mapping[str, Any]
+) -> ContentRow | None:
     if not changes:
         return await get_content(pool, content_id)
     data = _price(dict(changes))
     names = list(data)
     record = await write_one(
-        pool, f"update content set {', '.join(f'{n} = ${i}' for i, n in enumerate(names, 2))}"
+        pool,
+        f"update content set {', '.join(f'{n} = ${i}' for i, n in enumerate(names, 2))}"
         f" where content_id = $1 returning {', '.join(CONTENT_COLUMNS)}",
-        content_id, *(data[n] for n in names), key="content_id",
+        content_id,
+        *(data[n] for n in names),
+        key="content_id",
     )
     return _row(record) if record else None
 
 
 async def delete_content(pool: asyncpg.Pool, content_id: str) -> bool:
-    return bool(await pool.fetchval(
-        "delete from content where content_id = $1 returning true", content_id
-    ))
+    return bool(
+        await pool.fetchval("delete from content where content_id = $1 returning true", content_id)
+    )

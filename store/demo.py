@@ -36,8 +36,12 @@ DEMO_CREATORS: Final = ("creator_001", "creator_002", "creator_003")
 HORIZON: Final = timedelta(hours=36)
 FILLER: Final = timedelta(hours=2)
 FILLER_TITLES: Final = (
-    "Stand-Up Classics", "Late Night Replay", "Crowd Work", "Open Mic Night",
-    "Road Stories", "The Green Room",
+    "Stand-Up Classics",
+    "Late Night Replay",
+    "Crowd Work",
+    "Open Mic Night",
+    "Road Stories",
+    "The Green Room",
 )
 
 _CREATORS: Final = (
@@ -64,22 +68,49 @@ _CONTENT: Final = (
 )
 
 
-def _guide(channel_id: str, anchor: datetime, fixed: list[tuple[str, str, int, int]],
-           prefix: str, after_from: int) -> list[tuple[str, str, str, datetime, datetime]]:
+def _guide(
+    channel_id: str,
+    anchor: datetime,
+    fixed: list[tuple[str, str, int, int]],
+    prefix: str,
+    after_from: int,
+) -> list[tuple[str, str, str, datetime, datetime]]:
     """`fixed` (id, title, start offset min, length min) around `anchor`, then fillers both ways."""
-    rows = [(pid, channel_id, title, anchor + timedelta(minutes=start),
-             anchor + timedelta(minutes=start + length)) for pid, title, start, length in fixed]
+    rows = [
+        (
+            pid,
+            channel_id,
+            title,
+            anchor + timedelta(minutes=start),
+            anchor + timedelta(minutes=start + length),
+        )
+        for pid, title, start, length in fixed
+    ]
     first, last = rows[0][3], rows[-1][4]
     n = 0
     while last < anchor + HORIZON:
-        rows.append((f"{prefix}{after_from + n:03d}", channel_id,
-                     FILLER_TITLES[n % len(FILLER_TITLES)], last, last + FILLER))
+        rows.append(
+            (
+                f"{prefix}{after_from + n:03d}",
+                channel_id,
+                FILLER_TITLES[n % len(FILLER_TITLES)],
+                last,
+                last + FILLER,
+            )
+        )
         last += FILLER
         n += 1
     n = 1
     while first > anchor - HORIZON:
-        rows.append((f"{prefix}e{n:02d}", channel_id,
-                     FILLER_TITLES[-n % len(FILLER_TITLES)], first - FILLER, first))
+        rows.append(
+            (
+                f"{prefix}e{n:02d}",
+                channel_id,
+                FILLER_TITLES[-n % len(FILLER_TITLES)],
+                first - FILLER,
+                first,
+            )
+        )
         first -= FILLER
         n += 1
     return rows
@@ -97,30 +128,43 @@ async def load_demo(pool: asyncpg.Pool, *, now: datetime, force: bool = False) -
         await conn.execute("lock table creators in exclusive mode")
         if not force and await conn.fetchval("select exists(select 1 from creators)"):
             return False
-        await conn.execute("delete from creators where creator_id = any($1::text[])",
-                           list(DEMO_CREATORS))
+        await conn.execute(
+            "delete from creators where creator_id = any($1::text[])", list(DEMO_CREATORS)
+        )
         await conn.executemany(
             "insert into creators (creator_id, name, is_verified) values ($1, $2, $3)", _CREATORS
         )
         await conn.executemany(
             "insert into channels (channel_id, creator_id, channel_name, channel_number,"
-            " requires_subscription) values ($1, $2, $3, $4, $5)", _CHANNELS,
+            " requires_subscription) values ($1, $2, $3, $4, $5)",
+            _CHANNELS,
         )
         await conn.executemany(
             "insert into streams (stream_id, channel_id, title, started_at) values ($1, $2, $3, $4)",
-            [("stream_abc123", "ch_101", "Behind the Laughs", at - timedelta(minutes=75)),
-             ("stream_def456", "ch_102", "Late Night Sets", at - timedelta(minutes=40))],
+            [
+                ("stream_abc123", "ch_101", "Behind the Laughs", at - timedelta(minutes=75)),
+                ("stream_def456", "ch_102", "Late Night Sets", at - timedelta(minutes=40)),
+            ],
         )
         programs = (
-            _guide("ch_101", at, [("prog_001", "Morning Set", -76, 60),
-                                  ("prog_002", "Behind the Laughs", -16, 45),
-                                  ("prog_003", "Chris Spencer Presents", 29, 60)], "prog_", 4)
+            _guide(
+                "ch_101",
+                at,
+                [
+                    ("prog_001", "Morning Set", -76, 60),
+                    ("prog_002", "Behind the Laughs", -16, 45),
+                    ("prog_003", "Chris Spencer Presents", 29, 60),
+                ],
+                "prog_",
+                4,
+            )
             + _guide("ch_102", at, [("prog_102_001", "Late Night Sets", -40, 90)], "prog_102_", 2)
             + _guide("ch_103", at, [("prog_103_001", "Maya's Mixtape", -30, 120)], "prog_103_", 2)
         )
         await conn.executemany(
             "insert into programs (program_id, channel_id, title, starts_at, ends_at)"
-            " values ($1, $2, $3, $4, $5)", programs,
+            " values ($1, $2, $3, $4, $5)",
+            programs,
         )
         await conn.executemany(
             "insert into content (content_id, creator_id, type, title, duration_seconds, season,"
@@ -132,6 +176,10 @@ async def load_demo(pool: asyncpg.Pool, *, now: datetime, force: bool = False) -
             "insert into subscriptions (user_id, creator_id) values ($1, $2)",
             [("user_vip", "creator_001"), ("user_vip", "creator_002")],
         )
-        await conn.execute("insert into follows (user_id, creator_id) values ('user_vip', 'creator_001')")
-        await conn.execute("insert into ppv_purchases (user_id, content_id) values ('user_vip', 'ppv_001')")
+        await conn.execute(
+            "insert into follows (user_id, creator_id) values ('user_vip', 'creator_001')"
+        )
+        await conn.execute(
+            "insert into ppv_purchases (user_id, content_id) values ('user_vip', 'ppv_001')"
+        )
     return True

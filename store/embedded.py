@@ -85,7 +85,14 @@ def _as_user() -> str | None:
         pwd.getpwnam(PG_SYSTEM_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_SYSTEM_USER],
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                PG_SYSTEM_USER,
+            ],
             check=True,
         )
     return PG_SYSTEM_USER
@@ -147,9 +154,20 @@ class EmbeddedPostgres:
             if user:
                 _chown_tree(self.data_dir, user)
             subprocess.run(
-                [str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", PG_USER,
-                 "--auth=trust", "--encoding=UTF8", "--no-sync"],
-                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **_as_kwargs(user),  # type: ignore[call-overload]
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    PG_USER,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                **_as_kwargs(user),  # type: ignore[call-overload]
             )
         elif user:
             _chown_tree(self.data_dir, user)
@@ -159,17 +177,37 @@ class EmbeddedPostgres:
         if not self.port:
             self.port = free_port()
         args = [
-            str(bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
-            "-h", "127.0.0.1", "-k", str(self.data_dir),
-            "-c", "max_connections=300", "-c", "shared_buffers=128MB",
-            "-c", f"fsync={'on' if self.fsync else 'off'}",
-            "-c", f"synchronous_commit={'on' if self.fsync else 'off'}",
-            "-c", "full_page_writes=" + ("on" if self.fsync else "off"),
-            "-c", "logging_collector=off", "-c", "log_min_messages=warning",
+            str(bin_dir / "postgres"),
+            "-D",
+            str(self.data_dir),
+            "-p",
+            str(self.port),
+            "-h",
+            "127.0.0.1",
+            "-k",
+            str(self.data_dir),
+            "-c",
+            "max_connections=300",
+            "-c",
+            "shared_buffers=128MB",
+            "-c",
+            f"fsync={'on' if self.fsync else 'off'}",
+            "-c",
+            f"synchronous_commit={'on' if self.fsync else 'off'}",
+            "-c",
+            "full_page_writes=" + ("on" if self.fsync else "off"),
+            "-c",
+            "logging_collector=off",
+            "-c",
+            "log_min_messages=warning",
         ]
         with open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab") as log:
             self.proc = subprocess.Popen(
-                args, stdout=log, stderr=log, start_new_session=True, **_as_kwargs(user),  # type: ignore[call-overload]
+                args,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                **_as_kwargs(user),  # type: ignore[call-overload]
             )
         _wait_port("127.0.0.1", self.port, self.proc, START_TIMEOUT)
         self._wait_ready(bin_dir)
@@ -179,8 +217,18 @@ class EmbeddedPostgres:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             ok = subprocess.run(
-                [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_USER],
-                check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    str(bin_dir / "pg_isready"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    PG_USER,
+                ],
+                check=False,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             if ok.returncode == 0:
                 return
@@ -241,9 +289,21 @@ class EmbeddedValkey:
         if not self.port:
             self.port = free_port()
         args = [
-            _valkey_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--protected-mode", "no",
-            "--loglevel", "warning", "--maxclients", "10000",
+            _valkey_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+            "--loglevel",
+            "warning",
+            "--maxclients",
+            "10000",
         ]
         self.proc = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True

@@ -55,4 +55,4 @@ class Keys:
         head = f"{self.prefix}:{{"
         if not (name.startswith(head) and name.endswith("}:bus")):
             return None
-        return name[len(head):-len("}:bus")]
+        return name[len(head) : -len("}:bus")]

@@ -227,11 +227,15 @@ class RedisSequencer:
         self._script = redis.register_script(_SEQ_LUA)
 
     async def _run(self, channel: str, mode: str, *extra: str) -> list[Any]:
-        keys = [self._keys.epoch(channel), self._keys.seq(channel),
-                *(self._keys.last(channel, n) for n in LAST_NAMES)]
+        keys = [
+            self._keys.epoch(channel),
+            self._keys.seq(channel),
+            *(self._keys.last(channel, n) for n in LAST_NAMES),
+        ]
         try:
             result: list[Any] = await self._script(
-                keys=keys, args=[new_epoch(), int(STATE_TTL * 1000), mode, *extra])
+                keys=keys, args=[new_epoch(), int(STATE_TTL * 1000), mode, *extra]
+            )
         except (RedisError, OSError) as err:
             raise StoreUnavailable(f"redis: {err!r}") from err
         return result
@@ -261,8 +265,9 @@ class RedisLeases:
 
     async def acquire(self, channel: str, owner: str, ttl: float) -> bool:
         try:
-            got = await self._acquire(keys=[self._keys.lease(channel)],
-                                      args=[owner, max(1, int(ttl * 1000))])
+            got = await self._acquire(
+                keys=[self._keys.lease(channel)], args=[owner, max(1, int(ttl * 1000))]
+            )
         except (RedisError, OSError) as err:
             raise StoreUnavailable(f"redis: {err!r}") from err
         return bool(int(got))

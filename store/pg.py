@@ -35,8 +35,13 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
 
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=_no_reset,
-        command_timeout=30, server_settings={"timezone": "UTC", "application_name": "droptv-live"},
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        reset=_no_reset,
+        command_timeout=30,
+        server_settings={"timezone": "UTC", "application_name": "droptv-live"},
     )
     assert pool is not None
     return pool

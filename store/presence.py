@@ -90,7 +90,9 @@ async def viewer_counts(pool: asyncpg.Pool, channel_id: str, *, ttl: float) -> V
     for device, n in found.items():  # a device type outside the enum still counts
         by_device.setdefault(device, int(n))
     return ViewerCounts(
-        watching_now=record["watching_now"], by_device=by_device,
-        peak_today=record["peak_today"], peak_all_time=record["peak_all_time"],
+        watching_now=record["watching_now"],
+        by_device=by_device,
+        peak_today=record["peak_today"],
+        peak_all_time=record["peak_all_time"],
         measured_at=record["measured_at"],
     )

@@ -117,7 +117,7 @@ def _row(record: asyncpg.Record) -> WatchSession:
 
 
 def new_session_id() -> str:
-    """"sess_watch_" and 16 random hex digits: unguessable, so ids leak nothing."""
+    """ "sess_watch_" and 16 random hex digits: unguessable, so ids leak nothing."""
     return SESSION_PREFIX + secrets.token_hex(8)
 
 
@@ -129,8 +129,18 @@ async def get_session(pool: asyncpg.Pool, session_id: str) -> WatchSession | Non
 
 
 async def create_session(
-    pool: asyncpg.Pool, *, user_id: str, creator_id: str, channel_id: str, stream_id: str,
-    device_type: str, quality: str, timezone: str, ttl: float, max_age: float, limit: int,
+    pool: asyncpg.Pool,
+    *,
+    user_id: str,
+    creator_id: str,
+    channel_id: str,
+    stream_id: str,
+    device_type: str,
+    quality: str,
+    timezone: str,
+    ttl: float,
+    max_age: float,
+    limit: int,
 ) -> tuple[WatchSession, list[WatchSession]]:
     """Insert a live session unless the user already has `limit` live ones.
 
@@ -147,7 +157,8 @@ async def create_session(
             f" where user_id = $1 and ended_at is null"
             f" and (last_seen_at <= now() - make_interval(secs => $2) or expires_at <= now())"
             f" returning {_COLUMNS}",
-            user_id, ttl,
+            user_id,
+            ttl,
         )
         live = await conn.fetchval(
             "select count(*) from watch_sessions where user_id = $1 and ended_at is null", user_id
@@ -159,8 +170,15 @@ async def create_session(
             f" device_type, quality, timezone, expires_at)"
             f" values ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9))"
             f" returning {_COLUMNS}",
-            new_session_id(), user_id, creator_id, channel_id, stream_id, device_type, quality,
-            timezone, max_age,
+            new_session_id(),
+            user_id,
+            creator_id,
+            channel_id,
+            stream_id,
+            device_type,
+            quality,
+            timezone,
+            max_age,
         )
     return _row(record), [_row(r) for r in swept]
 
@@ -209,8 +227,9 @@ class Claim(msgspec.Struct, kw_only=True, frozen=True):
     held_by: str | None = None  # the instance that took a socket for it before, if any
 
 
-async def claim_session(pool: asyncpg.Pool, session_id: str, *, user_id: str, creator_id: str,
-                        instance_id: str) -> Claim:
+async def claim_session(
+    pool: asyncpg.Pool, session_id: str, *, user_id: str, creator_id: str, instance_id: str
+) -> Claim:
     """Touch the session and take its socket for `instance_id`, if it is `user_id`'s, on
     `creator_id`'s channel and live; one statement.
 
@@ -268,15 +287,23 @@ async def beat_sessions(pool: asyncpg.Pool, requests: Sequence[BeatRequest]) -> 
     if len({r.session_id for r in requests}) != len(requests):
         raise ValueError("one heartbeat per session per statement")
     records = await pool.fetch(
-        _BEAT_SQL, [r.session_id for r in requests], [r.user_id for r in requests],
-        [r.creator_id for r in requests], [r.watching_now for r in requests])
-    return {record["session_id"]: Beat(session=_row(record), touched=bool(record["touched"]),
-                                       previous=int(record["previous"]))
-            for record in records}
+        _BEAT_SQL,
+        [r.session_id for r in requests],
+        [r.user_id for r in requests],
+        [r.creator_id for r in requests],
+        [r.watching_now for r in requests],
+    )
+    return {
+        record["session_id"]: Beat(
+            session=_row(record), touched=bool(record["touched"]), previous=int(record["previous"])
+        )
+        for record in records
+    }
 
 
-async def beat_session(pool: asyncpg.Pool, session_id: str, *, user_id: str | None,
-                       creator_id: str, watching_now: int) -> Beat | None:
+async def beat_session(
+    pool: asyncpg.Pool, session_id: str, *, user_id: str | None, creator_id: str, watching_now: int
+) -> Beat | None:
     """One heartbeat (see `beat_sessions`); None if the session does not exist."""
     found = await beat_sessions(pool, [BeatRequest(session_id, user_id, creator_id, watching_now)])
     return found.get(session_id)
@@ -330,11 +357,13 @@ class HeartbeatBatcher:
             self._inflight.add(task)
             task.add_done_callback(self._done)
 
-    def _take(self) -> dict[tuple[str, str | None, str], list[tuple[BeatRequest,
-                                                                     asyncio.Future[Beat | None]]]]:
+    def _take(
+        self,
+    ) -> dict[tuple[str, str | None, str], list[tuple[BeatRequest, asyncio.Future[Beat | None]]]]:
         """Up to max_batch sessions from the queue, grouped by (session, caller, creator)."""
-        groups: dict[tuple[str, str | None, str], list[tuple[BeatRequest,
-                                                             asyncio.Future[Beat | None]]]] = {}
+        groups: dict[
+            tuple[str, str | None, str], list[tuple[BeatRequest, asyncio.Future[Beat | None]]]
+        ] = {}
         sessions: set[str] = set()
         rest = []
         for item in self._queue:
@@ -343,8 +372,11 @@ class HeartbeatBatcher:
             group = groups.get(key)
             if group is not None:
                 group.append(item)
-            elif req.session_id in sessions or req.session_id in self._busy \
-                    or len(groups) >= self.max_batch:
+            elif (
+                req.session_id in sessions
+                or req.session_id in self._busy
+                or len(groups) >= self.max_batch
+            ):
                 rest.append(item)
             else:
                 groups[key] = [item]
@@ -352,8 +384,12 @@ class HeartbeatBatcher:
         self._queue = rest
         return groups
 
-    async def _run(self, groups: dict[tuple[str, str | None, str],
-                                      list[tuple[BeatRequest, asyncio.Future[Beat | None]]]]) -> None:
+    async def _run(
+        self,
+        groups: dict[
+            tuple[str, str | None, str], list[tuple[BeatRequest, asyncio.Future[Beat | None]]]
+        ],
+    ) -> None:
         # The row of a group tells the last request's count; see the class doc for the others.
         rows = [items[-1][0] for items in groups.values()]
         try:
@@ -377,9 +413,12 @@ class HeartbeatBatcher:
                     beat = Beat(session=beat.session, touched=True, previous=req.watching_now)
 
     @staticmethod
-    def _fail(groups: dict[tuple[str, str | None, str],
-                           list[tuple[BeatRequest, asyncio.Future[Beat | None]]]],
-              err: Exception) -> None:
+    def _fail(
+        groups: dict[
+            tuple[str, str | None, str], list[tuple[BeatRequest, asyncio.Future[Beat | None]]]
+        ],
+        err: Exception,
+    ) -> None:
         for items in groups.values():
             for _, future in items:
                 if not future.done():
@@ -410,7 +449,9 @@ async def update_session(
     record = await pool.fetchrow(
         f"update watch_sessions set quality = $2, device_type = coalesce($3, device_type)"
         f" where session_id = $1 and ended_at is null and expires_at > now() returning {_COLUMNS}",
-        session_id, quality, device_type,
+        session_id,
+        quality,
+        device_type,
     )
     return _row(record) if record else None
 
@@ -428,7 +469,8 @@ async def end_session(pool: asyncpg.Pool, session_id: str, reason: str) -> Watch
     record = await pool.fetchrow(
         f"update watch_sessions set ended_at = coalesce(ended_at, now()),"
         f" end_reason = coalesce(end_reason, $2) where session_id = $1 returning {_COLUMNS}",
-        session_id, reason,
+        session_id,
+        reason,
     )
     return _row(record) if record else None
 
@@ -439,17 +481,21 @@ async def report_viewers(pool: asyncpg.Pool, session_id: str, watching_now: int)
         "update watch_sessions w set reported_watching = $2"
         " from (select reported_watching from watch_sessions where session_id = $1 for update) old"
         " where w.session_id = $1 returning old.reported_watching",
-        session_id, watching_now,
+        session_id,
+        watching_now,
     )
     return int(previous) if previous is not None else watching_now
 
 
 async def live_session_count(pool: asyncpg.Pool, user_id: str) -> int:
     """The user's live sessions (not ended, within lifetime), quiet or not."""
-    return int(await pool.fetchval(
-        "select count(*) from watch_sessions"
-        " where user_id = $1 and ended_at is null and expires_at > now()", user_id,
-    ))
+    return int(
+        await pool.fetchval(
+            "select count(*) from watch_sessions"
+            " where user_id = $1 and ended_at is null and expires_at > now()",
+            user_id,
+        )
+    )
 
 
 async def db_now(pool: asyncpg.Pool) -> datetime:

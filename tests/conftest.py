@@ -113,8 +113,13 @@ def redis_prefix() -> str:
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     """Settings for an in-process app on this test's database, no Redis."""
-    return Settings(database_url=database_url, jwt_secret=TEST_SECRET, host="127.0.0.1", port=0,
-                    instance_id="test-" + uuid.uuid4().hex[:6])
+    return Settings(
+        database_url=database_url,
+        jwt_secret=TEST_SECRET,
+        host="127.0.0.1",
+        port=0,
+        instance_id="test-" + uuid.uuid4().hex[:6],
+    )
 
 
 AppClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -190,7 +195,9 @@ class ServerProcess:
 ServerFactory = Callable[..., Awaitable[ServerProcess]]
 
 
-async def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+async def wait_http(
+    url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
@@ -206,23 +213,50 @@ async def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[byte
     raise TimeoutError(f"{url} did not come up")
 
 
+def spawn_logged(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start a child process whose stdout and stderr go to `log_path` (a quick, blocking call)."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
 @pytest.fixture
 async def start_server(database_url: str, tmp_path: Path) -> AsyncIterator[ServerFactory]:
     """Start real server processes on this test's database; `env` adds DROPTV_* settings."""
     started: list[ServerProcess] = []
 
-    async def factory(*, redis_url: str | None = None, port: int | None = None,
-                      env: dict[str, str] | None = None, args: list[str] | None = None) -> ServerProcess:
+    async def factory(
+        *,
+        redis_url: str | None = None,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+    ) -> ServerProcess:
         port = port or free_port()
-        full_env = {**os.environ, "JWT_SECRET": TEST_SECRET, "DROPTV_LOG_LEVEL": "INFO", **(env or {})}
+        full_env = {
+            **os.environ,
+            "JWT_SECRET": TEST_SECRET,
+            "DROPTV_LOG_LEVEL": "INFO",
+            **(env or {}),
+        }
         full_env.pop("REDIS_URL", None)
-        cmd = [sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--database-url", database_url, "--no-demo", *(args or [])]
+        cmd = [
+            sys.executable,
+            "-m",
+            "server",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--database-url",
+            database_url,
+            "--no-demo",
+            *(args or []),
+        ]
         if redis_url:
             cmd += ["--redis-url", redis_url]
         log_path = tmp_path / f"server-{port}.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        proc = spawn_logged(cmd, full_env, log_path)
         server = ServerProcess(port, proc, log_path)
         started.append(server)
         await wait_http(server.url, proc=proc)

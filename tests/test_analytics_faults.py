@@ -27,15 +27,26 @@ BATCH = 25
 
 def batch(session_id: str, event_ids: list[str]) -> dict[str, Any]:
     return {
-        "session_id": session_id, "user_id": None, "device_id": "dev_" + session_id,
-        "stream_id": "stream_crash", "creator_id": "creator_crash",
-        "events": [{"event_id": e, "event_type": "reaction", "timestamp": "2024-11-01T18:15:00Z",
-                    "metadata": {"n": i}} for i, e in enumerate(event_ids)],
+        "session_id": session_id,
+        "user_id": None,
+        "device_id": "dev_" + session_id,
+        "stream_id": "stream_crash",
+        "creator_id": "creator_crash",
+        "events": [
+            {
+                "event_id": e,
+                "event_type": "reaction",
+                "timestamp": "2024-11-01T18:15:00Z",
+                "metadata": {"n": i},
+            }
+            for i, e in enumerate(event_ids)
+        ],
     }
 
 
-async def test_every_acknowledged_event_survives_kill_9(start_server: ServerFactory,
-                                                        db: asyncpg.Pool) -> None:
+async def test_every_acknowledged_event_survives_kill_9(
+    start_server: ServerFactory, db: asyncpg.Pool
+) -> None:
     server = await start_server()
     acked: set[str] = set()
     sent: set[str] = set()
@@ -47,7 +58,9 @@ async def test_every_acknowledged_event_survives_kill_9(start_server: ServerFact
                 ids = [f"w{worker}-b{n}-e{i}" for i in range(BATCH)]
                 sent.update(ids)
                 try:
-                    async with http.post(server.url + EVENTS, json=batch(f"crash_{worker}", ids)) as r:
+                    async with http.post(
+                        server.url + EVENTS, json=batch(f"crash_{worker}", ids)
+                    ) as r:
                         if r.status != 200:
                             continue
                         body = await r.json()
@@ -65,29 +78,39 @@ async def test_every_acknowledged_event_survives_kill_9(start_server: ServerFact
     assert len(sent) > len(acked)  # some requests were cut off unanswered
 
     restarted = await start_server()
-    stored = {r["event_id"] for r in await db.fetch(
-        "select event_id from analytics_events where event_id = any($1::text[])", list(acked))}
+    stored = {
+        r["event_id"]
+        for r in await db.fetch(
+            "select event_id from analytics_events where event_id = any($1::text[])", list(acked)
+        )
+    }
     assert stored == acked
     # The restarted server takes the players' retries without duplicating anything.
     total = await db.fetchval("select count(*) from analytics_events")
     retry = sorted(acked)[:BATCH]
-    async with aiohttp.ClientSession() as http, http.post(
-            restarted.url + EVENTS, json=batch("crash_0", retry)) as r:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(restarted.url + EVENTS, json=batch("crash_0", retry)) as r,
+    ):
         assert r.status == 200 and (await r.json())["data"]["accepted_count"] == BATCH
     assert await db.fetchval("select count(*) from analytics_events") == total
 
 
 def heartbeat(n: int) -> dict[str, Any]:
     return {
-        "session_id": "sess_outage", "device_id": "dev_outage", "stream_id": "stream_outage",
-        "channel_id": "ch_outage", "creator_id": "creator_outage",
+        "session_id": "sess_outage",
+        "device_id": "dev_outage",
+        "stream_id": "stream_outage",
+        "channel_id": "ch_outage",
+        "creator_id": "creator_outage",
         "playback": {"is_playing": True, "is_buffering": False},
         "timestamp": f"2024-11-01T18:{n // 60:02d}:{n % 60:02d}Z",
     }
 
 
-async def test_postgres_stopped_gives_503_then_recovers(make_client: AppClientFactory,
-                                                        tmp_path: Path) -> None:
+async def test_postgres_stopped_gives_503_then_recovers(
+    make_client: AppClientFactory, tmp_path: Path
+) -> None:
     own = EmbeddedPostgres(tmp_path / "pgdata", port=free_port(), fsync=False)
     await asyncio.to_thread(own.start)
     try:
@@ -120,9 +143,15 @@ async def test_postgres_stopped_gives_503_then_recovers(make_client: AppClientFa
 
         conn = await asyncpg.connect(own.url)
         try:
-            stamps = [r["client_ts_text"] for r in await conn.fetch(
-                "select client_ts_text from analytics_heartbeats order by client_ts")]
-            events = [r["event_id"] for r in await conn.fetch("select event_id from analytics_events")]
+            stamps = [
+                r["client_ts_text"]
+                for r in await conn.fetch(
+                    "select client_ts_text from analytics_heartbeats order by client_ts"
+                )
+            ]
+            events = [
+                r["event_id"] for r in await conn.fetch("select event_id from analytics_events")
+            ]
         finally:
             await conn.close()
         # What got a 200 is there; what got a 503 is not.

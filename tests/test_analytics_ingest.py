@@ -41,8 +41,9 @@ def without(body: dict[str, Any], path: str) -> dict[str, Any]:
     return out
 
 
-async def post(client: Client, path: str, body: Any, user: str | None = "user_123",
-               **kw: Any) -> tuple[int, dict[str, Any]]:
+async def post(
+    client: Client, path: str, body: Any, user: str | None = "user_123", **kw: Any
+) -> tuple[int, dict[str, Any]]:
     headers = auth(user) if user else {}
     resp = await client.post(path, json=body, headers=headers, **kw)
     return resp.status, await resp.json()
@@ -62,23 +63,38 @@ def assert_seed_shape(got: dict[str, Any], seed_name: str) -> None:
     assert got["data"]["server_timestamp"].endswith("Z")
 
 
-async def test_seed_bodies_get_seed_responses(make_client: AppClientFactory,
-                                              db: asyncpg.Pool) -> None:
+async def test_seed_bodies_get_seed_responses(
+    make_client: AppClientFactory, db: asyncpg.Pool
+) -> None:
     client = await make_client()
-    for path, name in ((START, "session_start"), (HEARTBEAT, "session_heartbeat"),
-                       (EVENTS, "events"), (END, "session_end")):
+    for path, name in (
+        (START, "session_start"),
+        (HEARTBEAT, "session_heartbeat"),
+        (EVENTS, "events"),
+        (END, "session_end"),
+    ):
         status, body = await post(client, path, load(name))
         assert status == 200, body
         assert_seed_shape(body, f"{name}_response")
-    row = await db.fetchrow("select * from analytics_sessions where session_id = 'sess_live_xyz001'")
+    row = await db.fetchrow(
+        "select * from analytics_sessions where session_id = 'sess_live_xyz001'"
+    )
     assert row["platform"] == "web" and row["implicit"] is False
     assert row["started_at_text"] == "2024-11-01T18:15:00Z"
     assert row["start_payload"]["geo"]["city"] == "Atlanta"
-    assert (row["end_reason"], row["total_watch_seconds"], row["closed_by"]) == ("user_exit", 2340, "player")
+    assert (row["end_reason"], row["total_watch_seconds"], row["closed_by"]) == (
+        "user_exit",
+        2340,
+        "player",
+    )
     assert row["programs_watched"][1]["program_id"] == "prog_003"
     beat = await db.fetchrow("select * from analytics_heartbeats")
     assert (beat["bitrate_kbps"], beat["latency_ms"], beat["is_buffering"], beat["quality"]) == (
-        5800, 2100.0, False, "1080p")
+        5800,
+        2100.0,
+        False,
+        "1080p",
+    )
     assert beat["client_ts_text"] == "2024-11-01T18:15:30Z" and beat["received_at"] is not None
     assert beat["body"]["engagement"]["reactions_sent"] == 1
     event = await db.fetchrow("select * from analytics_events where event_id = 'evt_005'")
@@ -87,26 +103,68 @@ async def test_seed_bodies_get_seed_responses(make_client: AppClientFactory,
 
 
 REQUIRED = {
-    START: ("session_start", [
-        "session_id", "device_id", "platform", "stream", "stream.stream_id", "stream.channel_id",
-        "stream.creator_id", "epg", "epg.current_program_id", "playback", "playback.quality",
-        "playback.latency_mode", "playback.dvr_enabled", "device", "device.connection_type",
-        "geo", "geo.country", "timestamp"]),
-    HEARTBEAT: ("session_heartbeat", [
-        "session_id", "device_id", "stream_id", "channel_id", "creator_id", "playback",
-        "playback.is_playing", "playback.is_buffering", "timestamp"]),
-    END: ("session_end", [
-        "session_id", "watch_summary", "watch_summary.total_watch_seconds",
-        "watch_summary.end_reason", "watch_summary.programs_watched", "performance",
-        "performance.total_rebuffer_count", "performance.quality_switches", "engagement",
-        "engagement.total_chat_messages_sent", "engagement.total_reactions_sent", "timestamp"]),
+    START: (
+        "session_start",
+        [
+            "session_id",
+            "device_id",
+            "platform",
+            "stream",
+            "stream.stream_id",
+            "stream.channel_id",
+            "stream.creator_id",
+            "epg",
+            "epg.current_program_id",
+            "playback",
+            "playback.quality",
+            "playback.latency_mode",
+            "playback.dvr_enabled",
+            "device",
+            "device.connection_type",
+            "geo",
+            "geo.country",
+            "timestamp",
+        ],
+    ),
+    HEARTBEAT: (
+        "session_heartbeat",
+        [
+            "session_id",
+            "device_id",
+            "stream_id",
+            "channel_id",
+            "creator_id",
+            "playback",
+            "playback.is_playing",
+            "playback.is_buffering",
+            "timestamp",
+        ],
+    ),
+    END: (
+        "session_end",
+        [
+            "session_id",
+            "watch_summary",
+            "watch_summary.total_watch_seconds",
+            "watch_summary.end_reason",
+            "watch_summary.programs_watched",
+            "performance",
+            "performance.total_rebuffer_count",
+            "performance.quality_switches",
+            "engagement",
+            "engagement.total_chat_messages_sent",
+            "engagement.total_reactions_sent",
+            "timestamp",
+        ],
+    ),
     EVENTS: ("events", ["session_id", "device_id", "stream_id", "creator_id", "events"]),
 }
 
 
 @pytest.mark.parametrize("path", list(REQUIRED))
-async def test_every_required_field_missing_in_turn(make_client: AppClientFactory,
-                                                    db: asyncpg.Pool, path: str) -> None:
+async def test_every_required_field_missing_in_turn(
+    make_client: AppClientFactory, db: asyncpg.Pool, path: str
+) -> None:
     client = await make_client()
     name, fields = REQUIRED[path]
     for field in fields:
@@ -117,12 +175,19 @@ async def test_every_required_field_missing_in_turn(make_client: AppClientFactor
     assert await count(db, "analytics_sessions") == 0
 
 
-async def test_optional_fields_may_be_absent(make_client: AppClientFactory,
-                                             db: asyncpg.Pool) -> None:
+async def test_optional_fields_may_be_absent(
+    make_client: AppClientFactory, db: asyncpg.Pool
+) -> None:
     client = await make_client()
     start = load("session_start")
-    for field in ("app_version", "referrer", "stream.creator_name", "epg.current_program_title",
-                  "device.os", "geo.city"):
+    for field in (
+        "app_version",
+        "referrer",
+        "stream.creator_name",
+        "epg.current_program_title",
+        "device.os",
+        "geo.city",
+    ):
         start = without(start, field)
     assert (await post(client, START, {**start, "user_id": None}, user=None))[0] == 200
     beat = load("session_heartbeat")
@@ -135,8 +200,11 @@ async def test_optional_fields_may_be_absent(make_client: AppClientFactory,
 
 async def test_bad_timestamps_and_values_are_422(make_client: AppClientFactory) -> None:
     client = await make_client()
-    for path, name in ((START, "session_start"), (HEARTBEAT, "session_heartbeat"),
-                       (END, "session_end")):
+    for path, name in (
+        (START, "session_start"),
+        (HEARTBEAT, "session_heartbeat"),
+        (END, "session_end"),
+    ):
         status, body = await post(client, path, {**load(name), "timestamp": "2024-11-01 6pm"})
         assert (status, body["field"]) == (422, "timestamp")
     end = load("session_end")
@@ -147,8 +215,11 @@ async def test_bad_timestamps_and_values_are_422(make_client: AppClientFactory) 
 
 async def test_whole_request_problems(make_client: AppClientFactory, db: asyncpg.Pool) -> None:
     client = await make_client()
-    resp = await client.post(EVENTS, data=b'{"session_id": "s", "events": [', headers={
-        "Content-Type": "application/json"})
+    resp = await client.post(
+        EVENTS,
+        data=b'{"session_id": "s", "events": [',
+        headers={"Content-Type": "application/json"},
+    )
     body = await resp.json()
     assert resp.status == 400 and body["status"] == "error" and body["field"] == "body"
 
@@ -163,15 +234,19 @@ async def test_whole_request_problems(make_client: AppClientFactory, db: asyncpg
 
     huge = load("events")
     huge["padding"] = "x" * (1024 * 1024 + 1)
-    resp = await client.post(EVENTS, data=io.BytesIO(json.dumps(huge).encode()),
-                             headers={"Content-Type": "application/json", **auth()})
+    resp = await client.post(
+        EVENTS,
+        data=io.BytesIO(json.dumps(huge).encode()),
+        headers={"Content-Type": "application/json", **auth()},
+    )
     body = await resp.json()
     assert (resp.status, body["code"], body["field"]) == (413, 413, "body")
     assert await count(db, "analytics_events") == 500
 
 
-async def test_mixed_batch_and_idempotent_resend(make_client: AppClientFactory,
-                                                 db: asyncpg.Pool) -> None:
+async def test_mixed_batch_and_idempotent_resend(
+    make_client: AppClientFactory, db: asyncpg.Pool
+) -> None:
     client = await make_client()
     ts = "2024-11-01T18:20:00Z"
     batch = load("events")
@@ -183,8 +258,12 @@ async def test_mixed_batch_and_idempotent_resend(make_client: AppClientFactory,
         {"event_id": "m5", "event_type": "mute", "timestamp": "noon"},
         {"event_id": "m6", "event_type": "mute", "timestamp": ts, "metadata": "loud"},
         {"event_id": "m1", "event_type": "unmute", "timestamp": ts},
-        {"event_id": "m8", "event_type": "stream_buffer_start", "timestamp": ts,
-         "metadata": {"buffer_ms": 0}},
+        {
+            "event_id": "m8",
+            "event_type": "stream_buffer_start",
+            "timestamp": ts,
+            "metadata": {"buffer_ms": 0},
+        },
     ]
     expected_rejected = [
         {"event_id": "m2", "reason": "unknown event_type"},
@@ -202,15 +281,21 @@ async def test_mixed_batch_and_idempotent_resend(make_client: AppClientFactory,
         assert data["rejected_events"] == expected_rejected
         rows = await db.fetch("select event_id, event_type from analytics_events order by event_id")
         assert [(r["event_id"], r["event_type"]) for r in rows] == [
-            ("m1", "stream_start"), ("m8", "stream_buffer_start")]
-    batch["events"] = [batch["events"][0], {"event_id": "m9", "event_type": "share", "timestamp": ts}]
+            ("m1", "stream_start"),
+            ("m8", "stream_buffer_start"),
+        ]
+    batch["events"] = [
+        batch["events"][0],
+        {"event_id": "m9", "event_type": "share", "timestamp": ts},
+    ]
     status, body = await post(client, EVENTS, batch)
     assert body["data"]["accepted_count"] == 2 and await count(db, "analytics_events") == 3
     assert await count(db, "analytics_sessions") == 1
 
 
 async def test_resent_start_heartbeat_and_end_create_no_duplicates(
-        make_client: AppClientFactory, db: asyncpg.Pool) -> None:
+    make_client: AppClientFactory, db: asyncpg.Pool
+) -> None:
     client = await make_client()
     start, beat = load("session_start"), load("session_heartbeat")
     for _ in range(3):
@@ -219,7 +304,9 @@ async def test_resent_start_heartbeat_and_end_create_no_duplicates(
     # A different start for the same session id changes nothing: the first start wins.
     assert (await post(client, START, {**start, "platform": "roku"}))[0] == 200
     # The same instant written another way is the same heartbeat.
-    assert (await post(client, HEARTBEAT, {**beat, "timestamp": "2024-11-01T14:15:30-04:00"}))[0] == 200
+    assert (await post(client, HEARTBEAT, {**beat, "timestamp": "2024-11-01T14:15:30-04:00"}))[
+        0
+    ] == 200
     assert await count(db, "analytics_sessions") == 1
     assert await count(db, "analytics_heartbeats") == 1
     assert await db.fetchval("select platform from analytics_sessions") == "web"
@@ -244,36 +331,46 @@ async def test_ingest_auth_rules(make_client: AppClientFactory, db: asyncpg.Pool
     anon = {**beat, "user_id": None, "session_id": "sess_token_only"}
     assert (await post(client, HEARTBEAT, anon, user="user_777"))[0] == 200
     # An admin may report for anyone (backfills).
-    resp = await client.post(HEARTBEAT, json={**beat, "session_id": "sess_admin"},
-                             headers=auth("ops", admin=True))
+    resp = await client.post(
+        HEARTBEAT, json={**beat, "session_id": "sess_admin"}, headers=auth("ops", admin=True)
+    )
     assert resp.status == 200
     users = dict(await db.fetch("select session_id, user_id from analytics_heartbeats"))
     assert users == {"sess_guest": None, "sess_token_only": "user_777", "sess_admin": "user_123"}
 
 
 async def test_heartbeat_and_events_for_unknown_session_create_it(
-        make_client: AppClientFactory, db: asyncpg.Pool) -> None:
+    make_client: AppClientFactory, db: asyncpg.Pool
+) -> None:
     client = await make_client()
     beat = {**load("session_heartbeat"), "session_id": "sess_after_restart"}
     assert (await post(client, HEARTBEAT, beat))[0] == 200
     batch = {**load("events"), "session_id": "sess_after_restart"}
     assert (await post(client, EVENTS, batch))[0] == 200
-    row = await db.fetchrow("select * from analytics_sessions where session_id = 'sess_after_restart'")
+    row = await db.fetchrow(
+        "select * from analytics_sessions where session_id = 'sess_after_restart'"
+    )
     assert row["implicit"] is True and row["start_payload"] is None
     # The earliest client time seen: the events batch holds 18:15:01, before the heartbeat.
     assert row["started_at"].isoformat() == "2024-11-01T18:15:01+00:00"
     assert (row["stream_id"], row["creator_id"], row["user_id"]) == (
-        "stream_abc123", "creator_001", "user_123")
+        "stream_abc123",
+        "creator_001",
+        "user_123",
+    )
     # The start arriving late fills the session in.
     start = {**load("session_start"), "session_id": "sess_after_restart"}
     assert (await post(client, START, start))[0] == 200
-    row = await db.fetchrow("select * from analytics_sessions where session_id = 'sess_after_restart'")
+    row = await db.fetchrow(
+        "select * from analytics_sessions where session_id = 'sess_after_restart'"
+    )
     assert row["implicit"] is False and row["platform"] == "web"
     assert row["started_at"].isoformat() == "2024-11-01T18:15:00+00:00"
 
 
-async def test_end_for_unknown_session_and_end_twice(make_client: AppClientFactory,
-                                                     db: asyncpg.Pool) -> None:
+async def test_end_for_unknown_session_and_end_twice(
+    make_client: AppClientFactory, db: asyncpg.Pool
+) -> None:
     client = await make_client()
     end = {**load("session_end"), "session_id": "sess_unseen"}
     status, body = await post(client, END, end)
@@ -286,7 +383,10 @@ async def test_end_for_unknown_session_and_end_twice(make_client: AppClientFacto
     other["watch_summary"].update(total_watch_seconds=60, end_reason="error")
     status, body = await post(client, END, other)
     assert body["data"]["watch_summary"] == {
-        "total_watch_seconds": 2340, "total_watch_formatted": "39:00", "end_reason": "user_exit"}
+        "total_watch_seconds": 2340,
+        "total_watch_formatted": "39:00",
+        "end_reason": "user_exit",
+    }
     row = await db.fetchrow("select * from analytics_sessions where session_id = 'sess_unseen'")
     assert (row["total_watch_seconds"], row["end_reason"]) == (2340, "user_exit")
     # Concurrent duplicate ends (same batch or not) all get the same stored summary.
@@ -298,12 +398,14 @@ async def test_end_for_unknown_session_and_end_twice(make_client: AppClientFacto
     totals = {a[1]["data"]["watch_summary"]["total_watch_seconds"] for a in answers}
     assert len(totals) == 1
     stored = await db.fetchval(
-        "select total_watch_seconds from analytics_sessions where session_id = 'sess_race'")
+        "select total_watch_seconds from analytics_sessions where session_id = 'sess_race'"
+    )
     assert totals == {stored}
 
 
-async def test_heartbeat_after_player_end_changes_nothing(make_client: AppClientFactory,
-                                                          db: asyncpg.Pool) -> None:
+async def test_heartbeat_after_player_end_changes_nothing(
+    make_client: AppClientFactory, db: asyncpg.Pool
+) -> None:
     client = await make_client()
     assert (await post(client, START, load("session_start")))[0] == 200
     assert (await post(client, END, load("session_end")))[0] == 200
@@ -312,7 +414,10 @@ async def test_heartbeat_after_player_end_changes_nothing(make_client: AppClient
     assert status == 200 and body["data"]["accepted"] is True
     row = await db.fetchrow("select * from analytics_sessions")
     assert (row["end_reason"], row["total_watch_seconds"], row["closed_by"]) == (
-        "user_exit", 2340, "player")
+        "user_exit",
+        2340,
+        "player",
+    )
     assert row["last_heartbeat_at"] is None
     assert await count(db, "analytics_heartbeats") == 1  # kept as data
 
@@ -328,7 +433,8 @@ async def wait_for(db: asyncpg.Pool, sql: str, *args: Any, timeout: float = 15.0
 
 
 async def test_sweeper_times_out_silent_sessions_and_a_heartbeat_reopens(
-        make_client: AppClientFactory, db: asyncpg.Pool) -> None:
+    make_client: AppClientFactory, db: asyncpg.Pool
+) -> None:
     client = await make_client(analytics_session_timeout=1.0)
     start = {**load("session_start"), "session_id": "sess_quiet"}
     beat = {**load("session_heartbeat"), "session_id": "sess_quiet"}
@@ -337,57 +443,91 @@ async def test_sweeper_times_out_silent_sessions_and_a_heartbeat_reopens(
         assert (await post(client, HEARTBEAT, {**beat, "timestamp": stamp}))[0] == 200
     # A session without heartbeats ends at its start: no watch time.
     assert (await post(client, START, {**start, "session_id": "sess_no_beats"}))[0] == 200
-    row = await wait_for(db, "select * from analytics_sessions where session_id = 'sess_quiet' "
-                             "and ended_at is not null")
+    row = await wait_for(
+        db,
+        "select * from analytics_sessions where session_id = 'sess_quiet' and ended_at is not null",
+    )
     assert (row["end_reason"], row["closed_by"], row["total_watch_seconds"]) == (
-        "timeout", "sweeper", 60)
-    assert row["ended_at"].isoformat() == "2024-11-01T18:16:00+00:00"  # capped at the last heartbeat
-    row = await wait_for(db, "select * from analytics_sessions where session_id = 'sess_no_beats' "
-                             "and ended_at is not null")
+        "timeout",
+        "sweeper",
+        60,
+    )
+    assert (
+        row["ended_at"].isoformat() == "2024-11-01T18:16:00+00:00"
+    )  # capped at the last heartbeat
+    row = await wait_for(
+        db,
+        "select * from analytics_sessions where session_id = 'sess_no_beats' "
+        "and ended_at is not null",
+    )
     assert (row["end_reason"], row["total_watch_seconds"]) == ("timeout", 0)
     # A retried old heartbeat does not reopen; a newer one does (the silence was a gap).
     assert (await post(client, HEARTBEAT, {**beat, "timestamp": "2024-11-01T18:15:30Z"}))[0] == 200
-    assert await db.fetchval(
-        "select closed_by from analytics_sessions where session_id = 'sess_quiet'") == "sweeper"
+    assert (
+        await db.fetchval(
+            "select closed_by from analytics_sessions where session_id = 'sess_quiet'"
+        )
+        == "sweeper"
+    )
     assert (await post(client, HEARTBEAT, {**beat, "timestamp": "2024-11-01T18:20:00Z"}))[0] == 200
     row = await db.fetchrow("select * from analytics_sessions where session_id = 'sess_quiet'")
     assert row["ended_at"] is None and row["end_reason"] is None
     # The player's own end replaces a sweeper close.
-    row = await wait_for(db, "select * from analytics_sessions where session_id = 'sess_quiet' "
-                             "and ended_at is not null")
+    row = await wait_for(
+        db,
+        "select * from analytics_sessions where session_id = 'sess_quiet' and ended_at is not null",
+    )
     assert row["total_watch_seconds"] == 300
     end = {**load("session_end"), "session_id": "sess_quiet"}
     status, body = await post(client, END, end)
     assert (status, body["data"]["watch_summary"]["end_reason"]) == (200, "user_exit")
-    assert await db.fetchval(
-        "select closed_by from analytics_sessions where session_id = 'sess_quiet'") == "player"
+    assert (
+        await db.fetchval(
+            "select closed_by from analytics_sessions where session_id = 'sess_quiet'"
+        )
+        == "player"
+    )
 
 
-async def test_group_commit_uses_fewer_commits_than_requests(make_client: AppClientFactory,
-                                                             db: asyncpg.Pool) -> None:
+async def test_group_commit_uses_fewer_commits_than_requests(
+    make_client: AppClientFactory, db: asyncpg.Pool
+) -> None:
     client = await make_client()
     writer = client.server.app[WRITER]
     before = writer.commits
     beat = load("session_heartbeat")
     n = 120
-    answers = await asyncio.gather(*(
-        post(client, HEARTBEAT, {**beat, "session_id": f"sess_{i % 7}",
-                                 "timestamp": f"2024-11-01T18:{i // 60:02d}:{i % 60:02d}Z"})
-        for i in range(n)))
+    answers = await asyncio.gather(
+        *(
+            post(
+                client,
+                HEARTBEAT,
+                {
+                    **beat,
+                    "session_id": f"sess_{i % 7}",
+                    "timestamp": f"2024-11-01T18:{i // 60:02d}:{i % 60:02d}Z",
+                },
+            )
+            for i in range(n)
+        )
+    )
     assert all(status == 200 for status, _ in answers)
     assert await count(db, "analytics_heartbeats") == n
     commits = writer.commits - before
     assert 0 < commits < n
 
 
-async def test_one_unstorable_request_does_not_fail_its_batch(make_client: AppClientFactory,
-                                                              db: asyncpg.Pool) -> None:
+async def test_one_unstorable_request_does_not_fail_its_batch(
+    make_client: AppClientFactory, db: asyncpg.Pool
+) -> None:
     """PostgreSQL refuses NUL characters; the request carrying one gets a 422, its neighbours 200."""
     client = await make_client()
     beat = load("session_heartbeat")
     good = [{**beat, "session_id": f"sess_ok_{i}"} for i in range(10)]
     poison = {**beat, "session_id": "sess_poison", "engagement": {"note": "nul\u0000here"}}
-    answers = await asyncio.gather(*(post(client, HEARTBEAT, b) for b in [*good[:5], poison, *good[5:]]))
+    answers = await asyncio.gather(
+        *(post(client, HEARTBEAT, b) for b in [*good[:5], poison, *good[5:]])
+    )
     statuses = [status for status, _ in answers]
     assert statuses == [200] * 5 + [422] + [200] * 5
     assert answers[5][1]["field"] == "body"

@@ -34,85 +34,173 @@ def at(base: datetime, seconds: int) -> str:
 
 def start(base: datetime, sid: str, user: str | None, device: str, t: int) -> dict[str, Any]:
     return {
-        "session_id": sid, "user_id": user, "device_id": device, "platform": "ios",
+        "session_id": sid,
+        "user_id": user,
+        "device_id": device,
+        "platform": "ios",
         "stream": {"stream_id": STREAM, "channel_id": "ch_synth", "creator_id": CREATOR},
         "epg": {"current_program_id": "prog_x"},
         "playback": {"quality": "auto", "latency_mode": "low", "dvr_enabled": False},
-        "device": {"connection_type": "cellular"}, "geo": {"country": "US"},
+        "device": {"connection_type": "cellular"},
+        "geo": {"country": "US"},
         "timestamp": at(base, t),
     }
 
 
-def beat(base: datetime, sid: str, user: str | None, device: str, t: int, *, playing: bool = True,
-         buffering: bool = False, kbps: int | None = None, ms: float | None = None,
-         rebuffers: int = 0) -> dict[str, Any]:
+def beat(
+    base: datetime,
+    sid: str,
+    user: str | None,
+    device: str,
+    t: int,
+    *,
+    playing: bool = True,
+    buffering: bool = False,
+    kbps: int | None = None,
+    ms: float | None = None,
+    rebuffers: int = 0,
+) -> dict[str, Any]:
     return {
-        "session_id": sid, "user_id": user, "device_id": device, "stream_id": STREAM,
-        "channel_id": "ch_synth", "creator_id": CREATOR,
-        "playback": {"is_playing": playing, "is_paused": not playing and not buffering,
-                     "is_buffering": buffering},
+        "session_id": sid,
+        "user_id": user,
+        "device_id": device,
+        "stream_id": STREAM,
+        "channel_id": "ch_synth",
+        "creator_id": CREATOR,
+        "playback": {
+            "is_playing": playing,
+            "is_paused": not playing and not buffering,
+            "is_buffering": buffering,
+        },
         "performance": {"bitrate_kbps": kbps, "latency_ms": ms, "rebuffer_count": rebuffers},
         "timestamp": at(base, t),
     }
 
 
-def end(base: datetime, sid: str, user: str | None, t: int, watch: int, reason: str,
-        rebuffers: int, switches: int) -> dict[str, Any]:
+def end(
+    base: datetime,
+    sid: str,
+    user: str | None,
+    t: int,
+    watch: int,
+    reason: str,
+    rebuffers: int,
+    switches: int,
+) -> dict[str, Any]:
     return {
-        "session_id": sid, "user_id": user,
-        "watch_summary": {"total_watch_seconds": watch, "end_reason": reason, "programs_watched": []},
+        "session_id": sid,
+        "user_id": user,
+        "watch_summary": {
+            "total_watch_seconds": watch,
+            "end_reason": reason,
+            "programs_watched": [],
+        },
         "performance": {"total_rebuffer_count": rebuffers, "quality_switches": switches},
         "engagement": {"total_chat_messages_sent": 0, "total_reactions_sent": 2},
         "timestamp": at(base, t),
     }
 
 
-def events(base: datetime, sid: str, user: str | None, device: str,
-           items: list[tuple[str, int]]) -> dict[str, Any]:
+def events(
+    base: datetime, sid: str, user: str | None, device: str, items: list[tuple[str, int]]
+) -> dict[str, Any]:
     return {
-        "session_id": sid, "user_id": user, "device_id": device, "stream_id": STREAM,
+        "session_id": sid,
+        "user_id": user,
+        "device_id": device,
+        "stream_id": STREAM,
         "creator_id": CREATOR,
-        "events": [{"event_id": f"{sid}-{i}", "event_type": kind, "timestamp": at(base, t)}
-                   for i, (kind, t) in enumerate(items)],
+        "events": [
+            {"event_id": f"{sid}-{i}", "event_type": kind, "timestamp": at(base, t)}
+            for i, (kind, t) in enumerate(items)
+        ],
     }
 
 
 async def send(client: Client, path: str, body: dict[str, Any]) -> None:
     user = body.get("user_id")
-    resp = await client.post(f"/analytics/live/{path}", json=body, headers=auth(user) if user else {})
+    resp = await client.post(
+        f"/analytics/live/{path}", json=body, headers=auth(user) if user else {}
+    )
     assert resp.status == 200, await resp.text()
 
 
 async def ingest(client: Client, base: datetime) -> None:
     await send(client, "session/start", start(base, "A", "user_a", "dev_a", 0))
-    await send(client, "session/heartbeat", beat(base, "A", "user_a", "dev_a", 30, kbps=6000, ms=2000))
-    await send(client, "session/heartbeat", beat(base, "A", "user_a", "dev_a", 60, playing=False,
-                                                 buffering=True, kbps=3000, ms=3000, rebuffers=1))
-    await send(client, "session/heartbeat", beat(base, "A", "user_a", "dev_a", 90, kbps=6000, ms=2000,
-                                                 rebuffers=1))
+    await send(
+        client, "session/heartbeat", beat(base, "A", "user_a", "dev_a", 30, kbps=6000, ms=2000)
+    )
+    await send(
+        client,
+        "session/heartbeat",
+        beat(
+            base,
+            "A",
+            "user_a",
+            "dev_a",
+            60,
+            playing=False,
+            buffering=True,
+            kbps=3000,
+            ms=3000,
+            rebuffers=1,
+        ),
+    )
+    await send(
+        client,
+        "session/heartbeat",
+        beat(base, "A", "user_a", "dev_a", 90, kbps=6000, ms=2000, rebuffers=1),
+    )
     await send(client, "session/end", end(base, "A", "user_a", 120, 120, "user_exit", 1, 0))
 
     await send(client, "session/start", start(base, "B", "user_b", "dev_b", 60))
-    await send(client, "session/heartbeat", beat(base, "B", "user_b", "dev_b", 90, kbps=4000, ms=1000))
+    await send(
+        client, "session/heartbeat", beat(base, "B", "user_b", "dev_b", 90, kbps=4000, ms=1000)
+    )
     await send(client, "session/heartbeat", beat(base, "B", "user_b", "dev_b", 120, playing=False))
-    await send(client, "session/heartbeat", beat(base, "B", "user_b", "dev_b", 250, kbps=4000, ms=1000))
+    await send(
+        client, "session/heartbeat", beat(base, "B", "user_b", "dev_b", 250, kbps=4000, ms=1000)
+    )
 
     await send(client, "session/start", start(base, "C", None, "dev_c", 200))
     await send(client, "events", events(base, "C", None, "dev_c", [("stream_error", 210)]))
     await send(client, "session/end", end(base, "C", None, 260, 60, "error", 0, 0))
 
     await send(client, "session/start", start(base, "D", "user_a", "dev_d", 100))
-    await send(client, "events", events(base, "D", "user_a", "dev_d", [
-        ("stream_buffer_start", 105), ("stream_buffer_end", 108), ("quality_change", 110),
-        ("quality_change", 112), ("stream_buffer_start", 115), ("stream_buffer_end", 117),
-        ("reaction", 120), ("reaction", 121), ("tip", 125), ("follow", 126), ("subscribe", 127)]))
-    await send(client, "session/heartbeat", beat(base, "D", "user_a", "dev_d", 130, kbps=2000, ms=4000,
-                                                 rebuffers=1))
+    await send(
+        client,
+        "events",
+        events(
+            base,
+            "D",
+            "user_a",
+            "dev_d",
+            [
+                ("stream_buffer_start", 105),
+                ("stream_buffer_end", 108),
+                ("quality_change", 110),
+                ("quality_change", 112),
+                ("stream_buffer_start", 115),
+                ("stream_buffer_end", 117),
+                ("reaction", 120),
+                ("reaction", 121),
+                ("tip", 125),
+                ("follow", 126),
+                ("subscribe", 127),
+            ],
+        ),
+    )
+    await send(
+        client,
+        "session/heartbeat",
+        beat(base, "D", "user_a", "dev_d", 130, kbps=2000, ms=4000, rebuffers=1),
+    )
     await send(client, "session/end", end(base, "D", "user_a", 140, 40, "user_exit", 1, 3))
 
 
-async def test_summary_matches_hand_computed_values(make_client: AppClientFactory,
-                                                    db: asyncpg.Pool) -> None:
+async def test_summary_matches_hand_computed_values(
+    make_client: AppClientFactory, db: asyncpg.Pool
+) -> None:
     client = await make_client()
     now = datetime.now(UTC)
     base = now.replace(second=0, microsecond=0) - timedelta(minutes=30)
@@ -154,21 +242,51 @@ async def test_summary_matches_hand_computed_values(make_client: AppClientFactor
 
     def minute(k: int) -> dict[str, Any]:
         entry: dict[str, Any] = by_minute[at(base, 60 * k)]
-        return {key: entry[key] for key in ("concurrent_viewers", "average_bitrate_kbps",
-                                             "rebuffer_events")}
+        return {
+            key: entry[key]
+            for key in ("concurrent_viewers", "average_bitrate_kbps", "rebuffer_events")
+        }
 
-    assert minute(-1) == {"concurrent_viewers": 0, "average_bitrate_kbps": None, "rebuffer_events": 0}
-    assert minute(0) == {"concurrent_viewers": 1, "average_bitrate_kbps": 6000.0, "rebuffer_events": 0}
-    assert minute(1) == {"concurrent_viewers": 3, "average_bitrate_kbps": round(13000 / 3, 1),
-                         "rebuffer_events": 2}
-    assert minute(2) == {"concurrent_viewers": 2, "average_bitrate_kbps": 2000.0, "rebuffer_events": 0}
-    assert minute(3) == {"concurrent_viewers": 2, "average_bitrate_kbps": None, "rebuffer_events": 0}
-    assert minute(4) == {"concurrent_viewers": 2, "average_bitrate_kbps": 4000.0, "rebuffer_events": 0}
+    assert minute(-1) == {
+        "concurrent_viewers": 0,
+        "average_bitrate_kbps": None,
+        "rebuffer_events": 0,
+    }
+    assert minute(0) == {
+        "concurrent_viewers": 1,
+        "average_bitrate_kbps": 6000.0,
+        "rebuffer_events": 0,
+    }
+    assert minute(1) == {
+        "concurrent_viewers": 3,
+        "average_bitrate_kbps": round(13000 / 3, 1),
+        "rebuffer_events": 2,
+    }
+    assert minute(2) == {
+        "concurrent_viewers": 2,
+        "average_bitrate_kbps": 2000.0,
+        "rebuffer_events": 0,
+    }
+    assert minute(3) == {
+        "concurrent_viewers": 2,
+        "average_bitrate_kbps": None,
+        "rebuffer_events": 0,
+    }
+    assert minute(4) == {
+        "concurrent_viewers": 2,
+        "average_bitrate_kbps": 4000.0,
+        "rebuffer_events": 0,
+    }
     assert minute(5)["concurrent_viewers"] == 0
     # Re-sending everything (client retries) changes no number.
     await ingest(client, base)
-    again = (await (await client.get(f"/analytics/live/streams/{STREAM}/summary",
-                                     headers=auth("ops", admin=True))).json())["data"]
+    again = (
+        await (
+            await client.get(
+                f"/analytics/live/streams/{STREAM}/summary", headers=auth("ops", admin=True)
+            )
+        ).json()
+    )["data"]
     again.pop("generated_at")
     assert again.pop("last_hour") == series and again == data
 
@@ -184,19 +302,25 @@ async def test_summary_access(make_client: AppClientFactory, db: asyncpg.Pool) -
     assert (await client.get(path, headers=auth(CREATOR))).status == 200
     assert (await client.get(path, headers=auth("ops", admin=True))).status == 200
     for headers in (auth(CREATOR), auth("ops", admin=True)):
-        resp = await client.get("/analytics/live/streams/stream_nobody_knows/summary", headers=headers)
+        resp = await client.get(
+            "/analytics/live/streams/stream_nobody_knows/summary", headers=headers
+        )
         body = await resp.json()
         assert (resp.status, body["status"], body["field"]) == (404, "error", "stream_id")
 
 
-async def test_platform_owner_beats_what_players_report(make_client: AppClientFactory,
-                                                        db: asyncpg.Pool) -> None:
+async def test_platform_owner_beats_what_players_report(
+    make_client: AppClientFactory, db: asyncpg.Pool
+) -> None:
     """A player cannot claim someone's stream by sending its own creator_id."""
     await db.execute("insert into creators (creator_id, name) values ('creator_real', 'Real')")
-    await db.execute("insert into channels (channel_id, creator_id, channel_name, channel_number) "
-                     "values ('ch_real', 'creator_real', 'Real 24/7', 9901)")
-    await db.execute(f"insert into streams (stream_id, channel_id, title) "
-                     f"values ('{STREAM}', 'ch_real', 'Live')")
+    await db.execute(
+        "insert into channels (channel_id, creator_id, channel_name, channel_number) "
+        "values ('ch_real', 'creator_real', 'Real 24/7', 9901)"
+    )
+    await db.execute(
+        f"insert into streams (stream_id, channel_id, title) values ('{STREAM}', 'ch_real', 'Live')"
+    )
     client = await make_client()
     await send(client, "session/start", start(datetime.now(UTC), "S1", None, "dev_1", 0))
     path = f"/analytics/live/streams/{STREAM}/summary"

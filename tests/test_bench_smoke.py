@@ -24,10 +24,25 @@ RATE = 5
 DURATION = 1
 
 RUN_KEYS = {
-    "target", "instances", "watchers", "connect", "latency_ms", "completion_ms", "broadcasts",
-    "deliveries", "expected_deliveries", "deliveries_per_s", "missed", "duplicated", "seq_gaps",
-    "server_cpu_s", "server_cpu_us_per_delivery", "rss_per_watcher_kib", "loadgen_cpu_s",
-    "driver_cpu_s", "machine_busy_pct",
+    "target",
+    "instances",
+    "watchers",
+    "connect",
+    "latency_ms",
+    "completion_ms",
+    "broadcasts",
+    "deliveries",
+    "expected_deliveries",
+    "deliveries_per_s",
+    "missed",
+    "duplicated",
+    "seq_gaps",
+    "server_cpu_s",
+    "server_cpu_us_per_delivery",
+    "rss_per_watcher_kib",
+    "loadgen_cpu_s",
+    "driver_cpu_s",
+    "machine_busy_pct",
 }
 
 
@@ -43,11 +58,35 @@ def _floors_on(redis_url: str) -> list[int]:
 
 def test_floor_and_loadgen_deliver_every_event_once(valkey: EmbeddedValkey, tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.fanout", "--targets", "floor", "--instances", "1",
-         "--watchers", str(WATCHERS), "--rate", str(RATE), "--duration", str(DURATION),
-         "--idle", "0.2", "--drain", "3", "--clients", "1", "--redis-url", valkey.url,
-         "--out", str(tmp_path)],
-        check=False, cwd=ROOT, capture_output=True, timeout=90,
+        [
+            sys.executable,
+            "-m",
+            "bench.fanout",
+            "--targets",
+            "floor",
+            "--instances",
+            "1",
+            "--watchers",
+            str(WATCHERS),
+            "--rate",
+            str(RATE),
+            "--duration",
+            str(DURATION),
+            "--idle",
+            "0.2",
+            "--drain",
+            "3",
+            "--clients",
+            "1",
+            "--redis-url",
+            valkey.url,
+            "--out",
+            str(tmp_path),
+        ],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=90,
     )
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
     summary = json.loads(proc.stdout)

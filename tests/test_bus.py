@@ -204,11 +204,30 @@ def cluster_url(tmp_path: Any) -> Iterator[str]:
     port = free_port()
     # The cluster bus port defaults to port + 10000, which may not exist: pick one.
     proc = subprocess.Popen(
-        [_valkey_binary(), "--port", str(port), "--cluster-port", str(free_port()),
-         "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "no",
-         "--cluster-enabled", "yes", "--cluster-config-file", str(tmp_path / "nodes.conf"),
-         "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            _valkey_binary(),
+            "--port",
+            str(port),
+            "--cluster-port",
+            str(free_port()),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            str(tmp_path / "nodes.conf"),
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         admin = redis.Redis(port=port)
         deadline = time.monotonic() + 10
@@ -229,8 +248,9 @@ def cluster_url(tmp_path: Any) -> Iterator[str]:
         proc.wait(5)
 
 
-async def test_cluster_mode_uses_sharded_pubsub_and_scripts(cluster_url: str,
-                                                            redis_prefix: str) -> None:
+async def test_cluster_mode_uses_sharded_pubsub_and_scripts(
+    cluster_url: str, redis_prefix: str
+) -> None:
     from store.bus import make_redis
     from store.lease import RedisLeases, RedisSequencer
 
@@ -257,20 +277,25 @@ async def test_cluster_mode_uses_sharded_pubsub_and_scripts(cluster_url: str,
 
 
 async def test_an_app_in_cluster_mode_fans_out_through_the_cluster(
-        cluster_url: str, redis_prefix: str, make_client: Any, demo_db: Any) -> None:
+    cluster_url: str, redis_prefix: str, make_client: Any, demo_db: Any
+) -> None:
     """`--redis-cluster`: the whole real-time path (hello, events) over sharded pub/sub."""
     import aiohttp
 
     from tests.wsutil import Watcher, admin, start_watch
 
-    apps = [await make_client(redis_url=cluster_url, redis_cluster=True, redis_prefix=redis_prefix)
-            for _ in range(2)]
+    apps = [
+        await make_client(redis_url=cluster_url, redis_cluster=True, redis_prefix=redis_prefix)
+        for _ in range(2)
+    ]
     bases = [str(app.make_url("")).rstrip("/") for app in apps]
     async with aiohttp.ClientSession() as http:
         watchers = []
         for i, base in enumerate(bases):
             sid = await start_watch(http, base, f"user_k{i}")
-            watchers.append(await Watcher.connect(http, base.replace("http", "ws"), sid, f"user_k{i}"))
+            watchers.append(
+                await Watcher.connect(http, base.replace("http", "ws"), sid, f"user_k{i}")
+            )
         for w in watchers:
             await w.next("hello")
         await admin(http, "PATCH", f"{bases[0]}/admin/channels/ch_101/live", {"health": "poor"})

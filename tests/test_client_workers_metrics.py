@@ -26,21 +26,24 @@ async def _next_of(it: Any, type_: str, timeout: float = 10.0) -> dict[str, Any]
 
 
 async def test_client_moves_to_the_other_instance_on_drain_and_keeps_receiving(
-        start_server: ServerFactory, valkey: EmbeddedValkey, redis_prefix: str,
-        demo_db: asyncpg.Pool) -> None:
+    start_server: ServerFactory, valkey: EmbeddedValkey, redis_prefix: str, demo_db: asyncpg.Pool
+) -> None:
     env = {**ENV, "DROPTV_REDIS_PREFIX": redis_prefix}
     first = await start_server(redis_url=valkey.url, env=env)
     second = await start_server(redis_url=valkey.url, env=env)
     async with aiohttp.ClientSession() as http:
         sid = await start_watch(http, first.url, "user_client")
-        client = LiveClient([first.url, second.url], "creator_001", sid, token("user_client"),
-                            backoff_initial=0.05)
+        client = LiveClient(
+            [first.url, second.url], "creator_001", sid, token("user_client"), backoff_initial=0.05
+        )
         async with client:
             it = aiter(client)
             hello = await _next_of(it, "hello")
             assert hello["session"]["session_id"] == sid
             epoch = client.epoch
-            await admin(http, "PATCH", f"{second.url}/admin/channels/ch_101/live", {"health": "fair"})
+            await admin(
+                http, "PATCH", f"{second.url}/admin/channels/ch_101/live", {"health": "fair"}
+            )
             before = await _next_of(it, "stream")
             assert before["health"] == "fair"
 
@@ -51,14 +54,17 @@ async def test_client_moves_to_the_other_instance_on_drain_and_keeps_receiving(
             assert client.current_url == second.url
             assert again["epoch"] == epoch and again["seq"] >= before["seq"]
 
-            await admin(http, "PATCH", f"{second.url}/admin/channels/ch_101/live", {"health": "poor"})
+            await admin(
+                http, "PATCH", f"{second.url}/admin/channels/ch_101/live", {"health": "poor"}
+            )
             after = await _next_of(it, "stream")
             assert after["health"] == "poor"
             assert after["seq"] > before["seq"]
 
 
 async def test_client_stops_for_good_on_a_terminal_close(
-        start_server: ServerFactory, demo_db: asyncpg.Pool) -> None:
+    start_server: ServerFactory, demo_db: asyncpg.Pool
+) -> None:
     server = await start_server(env=ENV)
     async with aiohttp.ClientSession() as http:
         sid = await start_watch(http, server.url, "user_client")
@@ -74,7 +80,8 @@ async def test_client_stops_for_good_on_a_terminal_close(
 
 
 async def test_workers_share_one_port_and_drain_on_sigterm(
-        start_server: ServerFactory, demo_db: asyncpg.Pool) -> None:
+    start_server: ServerFactory, demo_db: asyncpg.Pool
+) -> None:
     """No Redis URL: the supervisor starts an embedded Valkey and both workers join through it."""
     server = await start_server(env=ENV, args=["--workers", "2"])
     pids: set[int] = set()
@@ -93,7 +100,9 @@ async def test_workers_share_one_port_and_drain_on_sigterm(
         for w in watchers:
             await w.next("hello")
         await admin(http, "PATCH", f"{server.url}/admin/channels/ch_101/live", {"health": "poor"})
-        seqs = {(await w.next("stream", where=lambda m: m["health"] == "poor"))["seq"] for w in watchers}
+        seqs = {
+            (await w.next("stream", where=lambda m: m["health"] == "poor"))["seq"] for w in watchers
+        }
         assert len(seqs) == 1
 
         assert await asyncio.to_thread(server.terminate) == 0
@@ -108,7 +117,8 @@ def _sample(text: str, name: str, labels: str = "") -> float:
 
 
 async def test_metrics_count_sockets_messages_and_fanout_delay(
-        start_server: ServerFactory, demo_db: asyncpg.Pool) -> None:
+    start_server: ServerFactory, demo_db: asyncpg.Pool
+) -> None:
     server = await start_server(env=ENV)
     async with aiohttp.ClientSession() as http:
         sid = await start_watch(http, server.url, "user_m")

@@ -22,12 +22,14 @@ ENV = {"DROPTV_SESSION_TTL": "3", "DROPTV_VIEWER_INTERVAL": "0.3"}
 
 
 async def test_redis_restart_resyncs_every_watcher_without_closing_sockets(
-        start_server: ServerFactory, demo_db: asyncpg.Pool, redis_prefix: str) -> None:
+    start_server: ServerFactory, demo_db: asyncpg.Pool, redis_prefix: str
+) -> None:
     valkey = EmbeddedValkey(port=free_port()).start()
     try:
         env = {**ENV, "DROPTV_REDIS_PREFIX": redis_prefix}
-        servers = await asyncio.gather(*(start_server(redis_url=valkey.url, env=env)
-                                         for _ in range(2)))
+        servers = await asyncio.gather(
+            *(start_server(redis_url=valkey.url, env=env) for _ in range(2))
+        )
         async with aiohttp.ClientSession() as http:
             watchers = []
             for i in range(4):
@@ -37,8 +39,9 @@ async def test_redis_restart_resyncs_every_watcher_without_closing_sockets(
             hellos = [await w.next("hello") for w in watchers]
             old_epoch = hellos[0]["epoch"]
             assert {h["epoch"] for h in hellos} == {old_epoch}
-            await admin(http, "PATCH", f"{servers[0].url}/admin/channels/ch_101/live",
-                        {"health": "fair"})
+            await admin(
+                http, "PATCH", f"{servers[0].url}/admin/channels/ch_101/live", {"health": "fair"}
+            )
             for w in watchers:
                 assert (await w.next("stream"))["epoch"] == old_epoch
 
@@ -52,8 +55,9 @@ async def test_redis_restart_resyncs_every_watcher_without_closing_sockets(
             assert all(h["stream"]["health"] == "fair" for h in fresh)
             assert not any(w.closed for w in watchers)
             # And the bus carries on: an event from either instance reaches everyone.
-            await admin(http, "PATCH", f"{servers[1].url}/admin/channels/ch_101/live",
-                        {"health": "poor"})
+            await admin(
+                http, "PATCH", f"{servers[1].url}/admin/channels/ch_101/live", {"health": "poor"}
+            )
             for w in watchers:
                 msg = await w.next("stream", timeout=15)
                 assert msg["health"] == "poor" and msg["epoch"] == new_epoch
@@ -69,27 +73,41 @@ def _rss(pid: int) -> int:
 
 
 async def test_a_client_that_stops_reading_is_closed_with_4008(
-        start_server: ServerFactory, demo_db: asyncpg.Pool) -> None:
+    start_server: ServerFactory, demo_db: asyncpg.Pool
+) -> None:
     soft, hard = 4096, 32768
-    server = await start_server(env={**ENV, "DROPTV_WS_SOFT_LIMIT": str(soft),
-                                     "DROPTV_WS_HARD_LIMIT": str(hard),
-                                     "DROPTV_PING_INTERVAL": "20"})
+    server = await start_server(
+        env={
+            **ENV,
+            "DROPTV_WS_SOFT_LIMIT": str(soft),
+            "DROPTV_WS_HARD_LIMIT": str(hard),
+            "DROPTV_PING_INTERVAL": "20",
+        }
+    )
     flips = 400
     title = "T" * 190
     async with aiohttp.ClientSession() as http:
         stalled_sid = await start_watch(http, server.url, "user_stall")
-        raw = RawSocket.connect(server.port, f"/creators/creator_001/channel/live/ws"
-                                f"?session_id={stalled_sid}", auth("user_stall"), rcvbuf=4096)
-        reader = await Watcher.connect(http, server.ws_url,
-                                       await start_watch(http, server.url, "user_ok"), "user_ok")
+        raw = RawSocket.connect(
+            server.port,
+            f"/creators/creator_001/channel/live/ws?session_id={stalled_sid}",
+            auth("user_stall"),
+            rcvbuf=4096,
+        )
+        reader = await Watcher.connect(
+            http, server.ws_url, await start_watch(http, server.url, "user_ok"), "user_ok"
+        )
         await reader.next("hello")
         rss_before = _rss(server.proc.pid)
         url = f"{server.url}/admin/channels/ch_101/live"
         for i in range(flips):
-            await admin(http, "PATCH", url, {"health": ("fair", "poor")[i % 2], "title": f"{title}{i:03d}"})
+            await admin(
+                http, "PATCH", url, {"health": ("fair", "poor")[i % 2], "title": f"{title}{i:03d}"}
+            )
         # The reading client got every event, in order.
-        last = await reader.next("stream", where=lambda m: m["title"].endswith(f"{flips - 1:03d}"),
-                                 timeout=20)
+        last = await reader.next(
+            "stream", where=lambda m: m["title"].endswith(f"{flips - 1:03d}"), timeout=20
+        )
         got = [m["title"][-3:] for m in reader.of_type("stream")]
         assert got == [f"{i:03d}" for i in range(flips)] and last["is_live"]
         assert not reader.closed
@@ -112,10 +130,11 @@ async def test_a_client_that_stops_reading_is_closed_with_4008(
 
 
 async def test_sigterm_closes_sockets_with_1012_and_releases_leases(
-        start_server: ServerFactory, valkey: EmbeddedValkey, redis_prefix: str,
-        demo_db: asyncpg.Pool) -> None:
-    server = await start_server(redis_url=valkey.url,
-                                env={**ENV, "DROPTV_REDIS_PREFIX": redis_prefix})
+    start_server: ServerFactory, valkey: EmbeddedValkey, redis_prefix: str, demo_db: asyncpg.Pool
+) -> None:
+    server = await start_server(
+        redis_url=valkey.url, env={**ENV, "DROPTV_REDIS_PREFIX": redis_prefix}
+    )
     redis = aioredis.Redis.from_url(valkey.url)
     lease = Keys(redis_prefix).lease("ch_101")
     try:

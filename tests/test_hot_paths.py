@@ -25,24 +25,36 @@ LIVE = "/creators/creator_001/channel/live"
 
 
 async def _watch(client: TestClient[Any, Any], user: str) -> str:
-    resp = await client.post(f"{LIVE}/watch", json={"channel_id": "ch_101", "device_type": "web"},
-                             headers=auth(user))
+    resp = await client.post(
+        f"{LIVE}/watch", json={"channel_id": "ch_101", "device_type": "web"}, headers=auth(user)
+    )
     assert resp.status == 200, await resp.text()
     return str((await resp.json())["data"]["session"]["session_id"])
 
 
-async def _beat(client: TestClient[Any, Any], sid: str, user: str,
-                headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
-    resp = await client.get(f"{LIVE}/heartbeat", params={"session_id": sid},
-                            headers=headers or auth(user))
+async def _beat(
+    client: TestClient[Any, Any], sid: str, user: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
+    resp = await client.get(
+        f"{LIVE}/heartbeat", params={"session_id": sid}, headers=headers or auth(user)
+    )
     return resp.status, await resp.json()
 
 
 async def _create(pool: asyncpg.Pool, user: str) -> sessions.WatchSession:
     created, _ = await sessions.create_session(
-        pool, user_id=user, creator_id="creator_001", channel_id="ch_101",
-        stream_id="stream_abc123", device_type="web", quality="auto", timezone="UTC", ttl=75.0,
-        max_age=3600.0, limit=3)
+        pool,
+        user_id=user,
+        creator_id="creator_001",
+        channel_id="ch_101",
+        stream_id="stream_abc123",
+        device_type="web",
+        quality="auto",
+        timezone="UTC",
+        ttl=75.0,
+        max_age=3600.0,
+        limit=3,
+    )
     return created
 
 
@@ -50,7 +62,8 @@ async def _create(pool: asyncpg.Pool, user: str) -> sessions.WatchSession:
 
 
 async def test_concurrent_heartbeats_of_one_session_add_up_as_if_one_by_one(
-        client: TestClient[Any, Any]) -> None:
+    client: TestClient[Any, Any],
+) -> None:
     sid = await _watch(client, "user_a")  # told 1
     await _watch(client, "user_b")
     await _watch(client, "user_c")
@@ -81,8 +94,13 @@ async def test_one_statement_serves_many_sessions(demo_db: asyncpg.Pool) -> None
         assert beat is not None and beat.session.session_id == s.session_id
         assert beat.touched is (s is not ended)
         assert beat.previous == 0
-    again = await sessions.beat_session(demo_db, made[0].session_id, user_id=made[0].user_id,
-                                        creator_id="creator_001", watching_now=9)
+    again = await sessions.beat_session(
+        demo_db,
+        made[0].session_id,
+        user_id=made[0].user_id,
+        creator_id="creator_001",
+        watching_now=9,
+    )
     assert again is not None and (again.touched, again.previous) == (True, 7)
 
 
@@ -94,7 +112,8 @@ async def test_another_callers_heartbeat_never_touches_the_session(demo_db: asyn
             batcher.beat(sessions.BeatRequest(owned.session_id, "owner", "creator_001", 4)),
             batcher.beat(sessions.BeatRequest(owned.session_id, "intruder", "creator_001", 5)),
             batcher.beat(sessions.BeatRequest(owned.session_id, "owner", "creator_002", 6)),
-            batcher.beat(sessions.BeatRequest(owned.session_id, None, "creator_001", 8)))
+            batcher.beat(sessions.BeatRequest(owned.session_id, None, "creator_001", 8)),
+        )
     finally:
         await batcher.close()
     assert mine is not None and (mine.touched, mine.previous) == (True, 0)
@@ -106,10 +125,13 @@ async def test_another_callers_heartbeat_never_touches_the_session(demo_db: asyn
     assert stored is not None and stored.reported_watching == 8
 
 
-async def test_an_intruder_polling_alongside_the_owner_gets_403(client: TestClient[Any, Any]) -> None:
+async def test_an_intruder_polling_alongside_the_owner_gets_403(
+    client: TestClient[Any, Any],
+) -> None:
     sid = await _watch(client, "user_a")
-    results = await asyncio.gather(*(_beat(client, sid, user) for user in
-                                     ["user_a", "intruder", "user_a", "intruder"]))
+    results = await asyncio.gather(
+        *(_beat(client, sid, user) for user in ["user_a", "intruder", "user_a", "intruder"])
+    )
     assert [status for status, _ in results] == [200, 403, 200, 403]
 
 
@@ -117,19 +139,22 @@ async def test_an_intruder_polling_alongside_the_owner_gets_403(client: TestClie
 
 
 async def test_a_stream_change_shows_at_once_on_the_instance_that_made_it(
-        client: TestClient[Any, Any]) -> None:
+    client: TestClient[Any, Any],
+) -> None:
     sid = await _watch(client, "user_a")
     status, body = await _beat(client, sid, "user_a")
     assert (status, body["data"]["stream"]["health"]) == (200, "good")
     async with aiohttp.ClientSession() as http:
-        await admin(http, "PATCH", str(client.make_url("/admin/channels/ch_101/live")),
-                    {"health": "poor"})
+        await admin(
+            http, "PATCH", str(client.make_url("/admin/channels/ch_101/live")), {"health": "poor"}
+        )
     status, body = await _beat(client, sid, "user_a")
     assert (status, body["data"]["stream"]["health"]) == (200, "poor")
 
 
 async def test_an_instance_without_watchers_catches_up_within_the_bound(
-        make_client: AppClientFactory, demo_db: asyncpg.Pool) -> None:
+    make_client: AppClientFactory, demo_db: asyncpg.Pool
+) -> None:
     """No Redis: each instance has its own bus, so B never hears of A's change and relies on
     its cache entries expiring (viewer_interval)."""
     a = await make_client(viewer_interval=0.3)
@@ -138,8 +163,9 @@ async def test_an_instance_without_watchers_catches_up_within_the_bound(
     status, body = await _beat(b, sid, "user_a")
     assert (status, body["data"]["stream"]["health"]) == (200, "good")
     async with aiohttp.ClientSession() as http:
-        await admin(http, "PATCH", str(a.make_url("/admin/channels/ch_101/live")),
-                    {"health": "fair"})
+        await admin(
+            http, "PATCH", str(a.make_url("/admin/channels/ch_101/live")), {"health": "fair"}
+        )
     deadline = time.monotonic() + 10
     while True:
         status, body = await _beat(b, sid, "user_a")
@@ -165,18 +191,21 @@ async def test_a_schedule_edit_reaches_the_heartbeat_at_once(client: TestClient[
 
 
 async def test_a_hello_after_a_stream_change_is_not_served_from_the_old_snapshot(
-        make_client: AppClientFactory, demo_db: asyncpg.Pool) -> None:
+    make_client: AppClientFactory, demo_db: asyncpg.Pool
+) -> None:
     client = await make_client()
     base = str(client.make_url("")).rstrip("/")
     ws_base = base.replace("http://", "ws://")
     async with aiohttp.ClientSession() as http:
-        first = await Watcher.connect(http, ws_base, await start_watch(http, base, "user_a"),
-                                      "user_a")
+        first = await Watcher.connect(
+            http, ws_base, await start_watch(http, base, "user_a"), "user_a"
+        )
         assert (await first.next("hello"))["stream"]["title"] == "Behind the Laughs"
         await admin(http, "PATCH", f"{base}/admin/channels/ch_101/live", {"title": "Late Show"})
         await first.next("stream")  # the change has reached this instance's room
-        second = await Watcher.connect(http, ws_base, await start_watch(http, base, "user_b"),
-                                       "user_b")
+        second = await Watcher.connect(
+            http, ws_base, await start_watch(http, base, "user_b"), "user_b"
+        )
         hello = await second.next("hello")
         assert hello["stream"]["title"] == "Late Show"
         # Its position is past the change: it is not sent the `stream` event again.
@@ -186,10 +215,12 @@ async def test_a_hello_after_a_stream_change_is_not_served_from_the_old_snapshot
 
 
 async def test_a_socket_on_another_instance_is_replaced_only_when_there_can_be_one(
-        make_client: AppClientFactory, valkey: EmbeddedValkey, redis_prefix: str,
-        demo_db: asyncpg.Pool) -> None:
-    a, b = [await make_client(redis_url=valkey.url, redis_prefix=redis_prefix,
-                              instance_id=name) for name in ("inst-a", "inst-b")]
+    make_client: AppClientFactory, valkey: EmbeddedValkey, redis_prefix: str, demo_db: asyncpg.Pool
+) -> None:
+    a, b = [
+        await make_client(redis_url=valkey.url, redis_prefix=redis_prefix, instance_id=name)
+        for name in ("inst-a", "inst-b")
+    ]
     base_a, base_b = (str(c.make_url("")).rstrip("/") for c in (a, b))
     async with aiohttp.ClientSession() as http:
         sid = await start_watch(http, base_a, "user_a")
@@ -209,13 +240,18 @@ async def test_a_socket_on_another_instance_is_replaced_only_when_there_can_be_o
         await third.close()
 
 
-async def test_a_socket_that_answers_pings_is_kept(make_client: AppClientFactory,
-                                                  demo_db: asyncpg.Pool) -> None:
+async def test_a_socket_that_answers_pings_is_kept(
+    make_client: AppClientFactory, demo_db: asyncpg.Pool
+) -> None:
     client = await make_client(ping_interval=0.4)
     base = str(client.make_url("")).rstrip("/")
     async with aiohttp.ClientSession() as http:
-        w = await Watcher.connect(http, base.replace("http://", "ws://"),
-                                  await start_watch(http, base, "user_a"), "user_a")
+        w = await Watcher.connect(
+            http,
+            base.replace("http://", "ws://"),
+            await start_watch(http, base, "user_a"),
+            "user_a",
+        )
         await w.next("hello")
         await asyncio.sleep(2.0)  # five intervals of silence from the client, pongs aside
         assert not w.closed

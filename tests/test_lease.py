@@ -53,8 +53,15 @@ async def backend(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIte
     keys = Keys(redis_prefix)
     a = aioredis.Redis.from_url(valkey.url)
     b = aioredis.Redis.from_url(valkey.url)
-    yield Backend("redis", RedisSequencer(a, keys), RedisSequencer(b, keys),
-                  RedisLeases(a, keys), RedisLeases(b, keys), redis=a, keys=keys)
+    yield Backend(
+        "redis",
+        RedisSequencer(a, keys),
+        RedisSequencer(b, keys),
+        RedisLeases(a, keys),
+        RedisLeases(b, keys),
+        redis=a,
+        keys=keys,
+    )
     await a.aclose()
     await b.aclose()
 
@@ -115,7 +122,9 @@ async def test_lease_is_exclusive_renewable_and_released(backend: Backend) -> No
     assert await a.holder("ch_1") == "inst-b"
 
 
-async def test_lease_expires_and_a_stale_holder_cannot_release_the_new_one(backend: Backend) -> None:
+async def test_lease_expires_and_a_stale_holder_cannot_release_the_new_one(
+    backend: Backend,
+) -> None:
     a, b = backend.leases_a, backend.leases_b
     assert await a.acquire("ch_1", "inst-a", 0.2)
     await asyncio.sleep(0.35)

@@ -42,23 +42,30 @@ class Cluster:
         return await Watcher.connect(self.http, self.servers[on].ws_url, sid, user)
 
     async def viewers(self, on: int) -> int:
-        async with self.http.get(f"{self.servers[on].url}/creators/creator_001/channel/live/viewers") as r:
+        async with self.http.get(
+            f"{self.servers[on].url}/creators/creator_001/channel/live/viewers"
+        ) as r:
             return int((await r.json())["data"]["viewers"]["watching_now"])
 
 
 @pytest.fixture
-async def cluster(start_server: ServerFactory, valkey: EmbeddedValkey, redis_prefix: str,
-                  demo_db: asyncpg.Pool) -> AsyncIterator[Cluster]:
+async def cluster(
+    start_server: ServerFactory, valkey: EmbeddedValkey, redis_prefix: str, demo_db: asyncpg.Pool
+) -> AsyncIterator[Cluster]:
     env = {**ENV, "DROPTV_REDIS_PREFIX": redis_prefix}
-    servers = list(await asyncio.gather(*(start_server(redis_url=valkey.url, env=env)
-                                          for _ in range(2))))
+    servers = list(
+        await asyncio.gather(*(start_server(redis_url=valkey.url, env=env) for _ in range(2)))
+    )
     async with aiohttp.ClientSession() as http:
         yield Cluster(servers, http)
 
 
 def channel_events(w: Watcher, after_seq: int) -> list[str]:
-    return [raw for raw, msg in zip(w.raw, w.messages, strict=True)
-            if msg["type"] in CHANNEL_EVENTS and msg["seq"] > after_seq]
+    return [
+        raw
+        for raw, msg in zip(w.raw, w.messages, strict=True)
+        if msg["type"] in CHANNEL_EVENTS and msg["seq"] > after_seq
+    ]
 
 
 async def test_watchers_on_both_instances_get_identical_event_sequences(cluster: Cluster) -> None:
@@ -75,19 +82,31 @@ async def test_watchers_on_both_instances_get_identical_event_sequences(cluster:
 
     base = [s.url for s in cluster.servers]
     for i, health in enumerate(["fair", "poor", "good", "fair"]):
-        await admin(cluster.http, "PATCH", f"{base[i % 2]}/admin/channels/ch_101/live",
-                    {"health": health})
+        await admin(
+            cluster.http, "PATCH", f"{base[i % 2]}/admin/channels/ch_101/live", {"health": health}
+        )
     now = datetime.now(UTC)
-    await admin(cluster.http, "POST", f"{base[1]}/admin/channels/ch_101/programs",
-                {"program_id": "prog_mi", "title": "Cross Instance",
-                 "starts_at": (now - timedelta(minutes=1)).isoformat(),
-                 "ends_at": (now + timedelta(hours=1)).isoformat()})
+    await admin(
+        cluster.http,
+        "POST",
+        f"{base[1]}/admin/channels/ch_101/programs",
+        {
+            "program_id": "prog_mi",
+            "title": "Cross Instance",
+            "starts_at": (now - timedelta(minutes=1)).isoformat(),
+            "ends_at": (now + timedelta(hours=1)).isoformat(),
+        },
+    )
     extra = await cluster.watch(1, "user_c", rest_on=0)  # viewers 4 -> 5
     await extra.next("hello")
     for w in watchers:
         await w.next("viewers", where=lambda m: m["watching_now"] == 5)
-    await admin(cluster.http, "PATCH", f"{base[0]}/admin/channels/ch_101/live",
-                {"health": "good", "title": "done"})
+    await admin(
+        cluster.http,
+        "PATCH",
+        f"{base[0]}/admin/channels/ch_101/live",
+        {"health": "good", "title": "done"},
+    )
     for w in watchers:
         await w.next("stream", where=lambda m: m["title"] == "done", timeout=15)
 
@@ -140,8 +159,12 @@ async def test_counts_are_exact_and_a_killed_instance_drops_out(cluster: Cluster
     await on_a[1].next("viewers", where=lambda m: m["watching_now"] == 2)
     for w in on_a[:2]:
         assert not w.closed
-    await admin(cluster.http, "PATCH", f"{cluster.servers[0].url}/admin/channels/ch_101/live",
-                {"health": "fair"})
+    await admin(
+        cluster.http,
+        "PATCH",
+        f"{cluster.servers[0].url}/admin/channels/ch_101/live",
+        {"health": "fair"},
+    )
     for w in on_a[:2]:
         assert (await w.next("stream"))["health"] == "fair"
     for w in on_a + on_b:
@@ -149,7 +172,8 @@ async def test_counts_are_exact_and_a_killed_instance_drops_out(cluster: Cluster
 
 
 async def test_go_live_and_offline_are_published_once_on_the_bus(
-        cluster: Cluster, valkey: EmbeddedValkey, redis_prefix: str) -> None:
+    cluster: Cluster, valkey: EmbeddedValkey, redis_prefix: str
+) -> None:
     """No socket can see a go-live (going offline ended every session), so listen on the bus."""
     redis = aioredis.Redis.from_url(valkey.url)
     pubsub = redis.pubsub()

@@ -15,12 +15,20 @@ from tests.conftest import AppClientFactory
 
 LIVE = "/creators/{creator_id}/channel"
 SEED_ENDPOINTS = [
-    ("get", f"{LIVE}/live"), ("get", f"{LIVE}/live/stream"), ("get", f"{LIVE}/live/viewers"),
-    ("get", f"{LIVE}/live/metadata"), ("get", f"{LIVE}/live/qualities"), ("post", f"{LIVE}/live/watch"),
-    ("patch", f"{LIVE}/live/watch"), ("delete", f"{LIVE}/live/watch"), ("get", f"{LIVE}/live/heartbeat"),
+    ("get", f"{LIVE}/live"),
+    ("get", f"{LIVE}/live/stream"),
+    ("get", f"{LIVE}/live/viewers"),
+    ("get", f"{LIVE}/live/metadata"),
+    ("get", f"{LIVE}/live/qualities"),
+    ("post", f"{LIVE}/live/watch"),
+    ("patch", f"{LIVE}/live/watch"),
+    ("delete", f"{LIVE}/live/watch"),
+    ("get", f"{LIVE}/live/heartbeat"),
     ("get", f"{LIVE}/ondemand"),
-    ("post", "/analytics/live/session/start"), ("post", "/analytics/live/session/heartbeat"),
-    ("post", "/analytics/live/session/end"), ("post", "/analytics/live/events"),
+    ("post", "/analytics/live/session/start"),
+    ("post", "/analytics/live/session/heartbeat"),
+    ("post", "/analytics/live/session/end"),
+    ("post", "/analytics/live/events"),
 ]
 # Routes that are not JSON request/response endpoints (websocket upgrade, metrics text, the doc itself).
 UNDOCUMENTED = re.compile(r"(/ws$|^/metrics$|^/openapi\.json$|^/healthz$)")
@@ -69,9 +77,13 @@ def test_every_served_json_route_is_documented() -> None:
     from server.config import Settings
 
     app: web.Application = create_app(Settings(database_url="postgresql://unused/db"))
-    served = {(r.method.lower(), r.resource.canonical) for r in app.router.routes()
-              if r.resource is not None and r.method not in ("HEAD", "*")
-              and not UNDOCUMENTED.search(r.resource.canonical)}
+    served = {
+        (r.method.lower(), r.resource.canonical)
+        for r in app.router.routes()
+        if r.resource is not None
+        and r.method not in ("HEAD", "*")
+        and not UNDOCUMENTED.search(r.resource.canonical)
+    }
     documented = {(r.method.lower(), r.path) for r in ROUTES}
     assert served - documented == set()
     assert documented - served == set()
@@ -81,10 +93,12 @@ def test_bodies_and_parameters_come_from_the_types(doc: dict[str, Any]) -> None:
     schemas = doc["components"]["schemas"]
     watch = doc["paths"][f"{LIVE}/live/watch"]["post"]
     assert watch["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/WatchRequest"}
+        "$ref": "#/components/schemas/WatchRequest"
+    }
     assert sorted(schemas["WatchRequest"]["required"]) == ["channel_id", "device_type"]
     assert sorted(schemas["DeviceType"]["enum"]) == sorted(
-        ["web", "ios", "android", "roku", "firetv", "appletv"])
+        ["web", "ios", "android", "roku", "firetv", "appletv"]
+    )
     assert sorted(schemas["Quality"]["enum"]) == sorted(["auto", "1080p", "720p", "480p", "360p"])
     assert set(watch["responses"]) >= {"200", "401", "403", "404", "422", "429"}
     ok = watch["responses"]["200"]["content"]["application/json"]["schema"]
@@ -101,8 +115,13 @@ def test_bodies_and_parameters_come_from_the_types(doc: dict[str, Any]) -> None:
 
 
 def test_adding_a_route_is_one_line() -> None:
-    extra = Route("GET", "/creators/{creator_id}/channel/live/extra", "Extra", rest.ChannelViewers,
-                  query=rest.SessionQuery)
+    extra = Route(
+        "GET",
+        "/creators/{creator_id}/channel/live/extra",
+        "Extra",
+        rest.ChannelViewers,
+        query=rest.SessionQuery,
+    )
     doc = build_document([*ROUTES, extra])
     op = doc["paths"]["/creators/{creator_id}/channel/live/extra"]["get"]
     assert [p["name"] for p in op["parameters"]] == ["creator_id", "session_id"]

@@ -20,24 +20,34 @@ async def _error(resp: Any, status: int) -> dict[str, Any]:
 
 async def test_malformed_and_empty_bodies(client: TestClient[Any, Any]) -> None:
     json_headers = {**auth(), "Content-Type": "application/json"}
-    assert (await _error(await client.post(WATCH, data=b'{"channel_id": ', headers=json_headers),
-                         400))["field"] == "body"
-    assert (await _error(await client.post(WATCH, data=b"", headers=json_headers), 400))["field"] == "body"
+    assert (
+        await _error(await client.post(WATCH, data=b'{"channel_id": ', headers=json_headers), 400)
+    )["field"] == "body"
+    assert (await _error(await client.post(WATCH, data=b"", headers=json_headers), 400))[
+        "field"
+    ] == "body"
     assert (await _error(await client.patch(WATCH, data=b"\xff\xfe", headers=json_headers), 400))[
-        "field"] == "body"
+        "field"
+    ] == "body"
     xml = {**auth(), "Content-Type": "application/xml"}
     assert (await _error(await client.post(WATCH, data=b"<a/>", headers=xml), 400))[
-        "field"] == "Content-Type"
+        "field"
+    ] == "Content-Type"
 
 
 async def test_oversized_body_is_413(make_client: AppClientFactory, demo_db: Any) -> None:
     client = await make_client(max_body=4096)
     big = b'{"channel_id": "ch_101", "device_type": "web", "pad": "' + b"x" * 8192 + b'"}'
-    body = await _error(await client.post(WATCH, data=big,
-                                          headers={**auth(), "Content-Type": "application/json"}), 413)
+    body = await _error(
+        await client.post(WATCH, data=big, headers={**auth(), "Content-Type": "application/json"}),
+        413,
+    )
     assert body["field"] == "body"
-    admin = await client.post("/admin/creators", data=big, headers={
-        **auth("ops", admin=True), "Content-Type": "application/json"})
+    admin = await client.post(
+        "/admin/creators",
+        data=big,
+        headers={**auth("ops", admin=True), "Content-Type": "application/json"},
+    )
     assert admin.status == 413
 
 

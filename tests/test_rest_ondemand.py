@@ -11,10 +11,12 @@ from tests.conftest import auth, token
 URL = "/creators/creator_001/channel/ondemand"
 
 
-async def _page(client: TestClient[Any, Any], status: int = 200, user: str | None = None,
-                **params: Any) -> Any:
-    resp = await client.get(URL, params={k: str(v) for k, v in params.items()},
-                            headers=auth(user) if user else {})
+async def _page(
+    client: TestClient[Any, Any], status: int = 200, user: str | None = None, **params: Any
+) -> Any:
+    resp = await client.get(
+        URL, params={k: str(v) for k, v in params.items()}, headers=auth(user) if user else {}
+    )
     body = await resp.json()
     assert resp.status == status, body
     return body["data"] if status == 200 else body
@@ -26,24 +28,45 @@ def _by_id(data: Any) -> dict[str, Any]:
 
 async def test_all_content_anonymous(client: TestClient[Any, Any]) -> None:
     data = await _page(client)
-    assert (data["creator_id"], data["total"], data["page"], data["limit"]) == ("creator_001", 9, 1, 20)
+    assert (data["creator_id"], data["total"], data["page"], data["limit"]) == (
+        "creator_001",
+        9,
+        1,
+        20,
+    )
     items = _by_id(data)
     assert items["ep_001"] == {
-        "content_id": "ep_001", "type": "free", "title": "E1: Pilot Episode",
+        "content_id": "ep_001",
+        "type": "free",
+        "title": "E1: Pilot Episode",
         "thumbnail_url": "https://cdn.droptv.com/episodes/ep_001/thumb.jpg",
-        "duration_seconds": 1472, "duration_formatted": "24:32", "season": 1, "episode_number": 1,
-        "is_free": True, "is_locked": False, "views": 1200000, "views_formatted": "1.2M",
+        "duration_seconds": 1472,
+        "duration_formatted": "24:32",
+        "season": 1,
+        "episode_number": 1,
+        "is_free": True,
+        "is_locked": False,
+        "views": 1200000,
+        "views_formatted": "1.2M",
         "stream_url": "https://cdn.droptv.com/episodes/ep_001/stream.m3u8",
     }
     prem = items["prem_001"]
     assert (prem["type"], prem["duration_formatted"], prem["is_free"], prem["is_locked"]) == (
-        "premium", "45:00", False, True)
+        "premium",
+        "45:00",
+        False,
+        True,
+    )
     assert prem["stream_url"] is None
     assert "season" not in prem and "price" not in prem
     assert prem["thumbnail_url"] == "https://cdn.droptv.com/premium/prem_001/thumb.jpg"
     ppv = items["ppv_001"]
     assert (ppv["duration_formatted"], ppv["price"], ppv["currency"], ppv["is_locked"]) == (
-        "1:15:00", 3.99, "USD", True)
+        "1:15:00",
+        3.99,
+        "USD",
+        True,
+    )
     assert ppv["stream_url"] is None
     # Stable order: episodes by season and number, then the rest.
     ids = [item["content_id"] for item in data["content"]]
@@ -81,9 +104,15 @@ async def test_filters_and_paging(client: TestClient[Any, Any]) -> None:
 
 
 async def test_bad_query_names_the_field(client: TestClient[Any, Any]) -> None:
-    for params, field in [({"page": 0}, "page"), ({"limit": 1000}, "limit"), ({"limit": 0}, "limit"),
-                          ({"type": "vip"}, "type"), ({"season": "one"}, "season"),
-                          ({"page": "-1"}, "page"), ({"season": 0}, "season")]:
+    for params, field in [
+        ({"page": 0}, "page"),
+        ({"limit": 1000}, "limit"),
+        ({"limit": 0}, "limit"),
+        ({"type": "vip"}, "type"),
+        ({"season": "one"}, "season"),
+        ({"page": "-1"}, "page"),
+        ({"season": 0}, "season"),
+    ]:
         body = await _page(client, 422, **params)
         assert body["field"] == field, params
 

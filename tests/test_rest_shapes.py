@@ -53,19 +53,37 @@ def shape_errors(example: Any, actual: Any, path: str = "$") -> list[str]:
     elif isinstance(example, list):
         for i, item in enumerate(example):
             if not any(not shape_errors(item, candidate) for candidate in actual):
-                best = min((shape_errors(item, c, f"{path}[{i}]") for c in actual), key=len,
-                           default=[f"{path}[{i}]: list is empty"])
+                best = min(
+                    (shape_errors(item, c, f"{path}[{i}]") for c in actual),
+                    key=len,
+                    default=[f"{path}[{i}]: list is empty"],
+                )
                 errors += best
     return errors
 
 
 def test_shape_checker_catches_differences() -> None:
     example = {"a": 1, "b": {"c": "x"}, "d": [{"e": True}], "f": None, "g": {}, "h": []}
-    assert shape_errors(example, {"a": 2, "b": {"c": "y", "z": 1}, "d": [{"e": False}],
-                                  "f": 3, "g": {"k": 1}, "h": [1, 2]}) == []
+    assert (
+        shape_errors(
+            example,
+            {
+                "a": 2,
+                "b": {"c": "y", "z": 1},
+                "d": [{"e": False}],
+                "f": 3,
+                "g": {"k": 1},
+                "h": [1, 2],
+            },
+        )
+        == []
+    )
     assert shape_errors(example, {"a": "1", "b": {}, "d": [], "f": None, "g": [], "h": {}}) == [
-        "$.a: expected integer, got string ('1')", "$.b.c: missing", "$.d[0]: list is empty",
-        "$.g: expected object, got array ([])", "$.h: expected array, got object ({})",
+        "$.a: expected integer, got string ('1')",
+        "$.b.c: missing",
+        "$.d[0]: list is empty",
+        "$.g: expected object, got array ([])",
+        "$.h: expected array, got object ({})",
     ]
     assert shape_errors({"n": 1}, {"n": True}) == ["$.n: expected integer, got boolean (True)"]
     assert shape_errors({"p": 3.99}, {"p": 4}) == []
@@ -80,60 +98,100 @@ async def _conforms(resp: Any, name: str, status: int = 200) -> dict[str, Any]:
 
 async def test_28_live_and_offline(client: TestClient[Any, Any]) -> None:
     await _conforms(await client.get("/creators/creator_001/channel/live"), "28_response_live")
-    offline = await _conforms(await client.get("/creators/creator_003/channel/live"),
-                              "28_response_offline")
+    offline = await _conforms(
+        await client.get("/creators/creator_003/channel/live"), "28_response_offline"
+    )
     assert set(offline["data"]) == set(fixture("28_response_offline")["data"])
 
 
 async def test_29_to_32(client: TestClient[Any, Any]) -> None:
-    await _conforms(await client.get("/creators/creator_001/channel/live/stream",
-                                     params={"quality": "auto", "dvr": "true"}, headers=auth()),
-                    "29_response")
+    await _conforms(
+        await client.get(
+            "/creators/creator_001/channel/live/stream",
+            params={"quality": "auto", "dvr": "true"},
+            headers=auth(),
+        ),
+        "29_response",
+    )
     await _conforms(await client.get("/creators/creator_001/channel/live/viewers"), "30_response")
     await _conforms(await client.get("/creators/creator_001/channel/live/metadata"), "31_response")
-    started = await client.post("/creators/creator_001/channel/live/watch",
-                                json=fixture("33_request"), headers=auth())
+    started = await client.post(
+        "/creators/creator_001/channel/live/watch", json=fixture("33_request"), headers=auth()
+    )
     session_id = (await started.json())["data"]["session"]["session_id"]
-    await _conforms(await client.get("/creators/creator_001/channel/live/qualities",
-                                     params={"session_id": session_id}, headers=auth()),
-                    "32_response")
+    await _conforms(
+        await client.get(
+            "/creators/creator_001/channel/live/qualities",
+            params={"session_id": session_id},
+            headers=auth(),
+        ),
+        "32_response",
+    )
 
 
 async def test_33_to_36(client: TestClient[Any, Any]) -> None:
-    body = await _conforms(await client.post("/creators/creator_001/channel/live/watch",
-                                             json=fixture("33_request"), headers=auth()),
-                           "33_response")
+    body = await _conforms(
+        await client.post(
+            "/creators/creator_001/channel/live/watch", json=fixture("33_request"), headers=auth()
+        ),
+        "33_response",
+    )
     session_id = body["data"]["session"]["session_id"]
     patch = {**fixture("34_request"), "session_id": session_id}
-    await _conforms(await client.patch("/creators/creator_001/channel/live/watch", json=patch,
-                                       headers=auth()), "34_response")
-    await _conforms(await client.get("/creators/creator_001/channel/live/heartbeat",
-                                     params={"session_id": session_id}, headers=auth()),
-                    "36_response")
-    ended = await _conforms(await client.delete("/creators/creator_001/channel/live/watch",
-                                                params={"session_id": session_id}, headers=auth()),
-                            "35_response")
+    await _conforms(
+        await client.patch("/creators/creator_001/channel/live/watch", json=patch, headers=auth()),
+        "34_response",
+    )
+    await _conforms(
+        await client.get(
+            "/creators/creator_001/channel/live/heartbeat",
+            params={"session_id": session_id},
+            headers=auth(),
+        ),
+        "36_response",
+    )
+    ended = await _conforms(
+        await client.delete(
+            "/creators/creator_001/channel/live/watch",
+            params={"session_id": session_id},
+            headers=auth(),
+        ),
+        "35_response",
+    )
     assert ended["message"] == "Watch session ended"
 
 
 async def test_37(client: TestClient[Any, Any]) -> None:
-    body = await _conforms(await client.get("/creators/creator_001/channel/ondemand",
-                                            params={"type": "all", "page": "1", "limit": "20"},
-                                            headers=auth()), "37_response")
+    body = await _conforms(
+        await client.get(
+            "/creators/creator_001/channel/ondemand",
+            params={"type": "all", "page": "1", "limit": "20"},
+            headers=auth(),
+        ),
+        "37_response",
+    )
     assert body["data"]["total"] == 9
 
 
 async def test_33_error_bodies_are_the_seeds(client: TestClient[Any, Any]) -> None:
-    resp = await client.post("/creators/creator_002/channel/live/watch",
-                             json={"channel_id": "ch_102", "device_type": "web"}, headers=auth())
+    resp = await client.post(
+        "/creators/creator_002/channel/live/watch",
+        json={"channel_id": "ch_102", "device_type": "web"},
+        headers=auth(),
+    )
     assert (resp.status, await resp.json()) == (403, fixture("33_error_403"))
-    resp = await client.post("/creators/creator_003/channel/live/watch",
-                             json={"channel_id": "ch_103", "device_type": "web"}, headers=auth())
+    resp = await client.post(
+        "/creators/creator_003/channel/live/watch",
+        json={"channel_id": "ch_103", "device_type": "web"},
+        headers=auth(),
+    )
     assert (resp.status, await resp.json()) == (404, fixture("33_error_404"))
     for _ in range(3):
-        ok = await client.post("/creators/creator_001/channel/live/watch",
-                               json=fixture("33_request"), headers=auth())
+        ok = await client.post(
+            "/creators/creator_001/channel/live/watch", json=fixture("33_request"), headers=auth()
+        )
         assert ok.status == 200
-    resp = await client.post("/creators/creator_001/channel/live/watch",
-                             json=fixture("33_request"), headers=auth())
+    resp = await client.post(
+        "/creators/creator_001/channel/live/watch", json=fixture("33_request"), headers=auth()
+    )
     assert (resp.status, await resp.json()) == (429, fixture("33_error_429"))

@@ -15,14 +15,32 @@ TTL = 75.0
 MAX_AGE = 3600.0
 
 
-async def _create(pool: asyncpg.Pool, user: str = "user_a", *, device: str = "web",
-                  channel: str = "ch_101", ttl: float = TTL, max_age: float = MAX_AGE,
-                  limit: int = 3) -> sessions.WatchSession:
-    creator, stream = {"ch_101": ("creator_001", "stream_abc123"),
-                       "ch_102": ("creator_002", "stream_def456")}[channel]
+async def _create(
+    pool: asyncpg.Pool,
+    user: str = "user_a",
+    *,
+    device: str = "web",
+    channel: str = "ch_101",
+    ttl: float = TTL,
+    max_age: float = MAX_AGE,
+    limit: int = 3,
+) -> sessions.WatchSession:
+    creator, stream = {
+        "ch_101": ("creator_001", "stream_abc123"),
+        "ch_102": ("creator_002", "stream_def456"),
+    }[channel]
     created, _ = await sessions.create_session(
-        pool, user_id=user, creator_id=creator, channel_id=channel, stream_id=stream,
-        device_type=device, quality="auto", timezone="UTC", ttl=ttl, max_age=max_age, limit=limit,
+        pool,
+        user_id=user,
+        creator_id=creator,
+        channel_id=channel,
+        stream_id=stream,
+        device_type=device,
+        quality="auto",
+        timezone="UTC",
+        ttl=ttl,
+        max_age=max_age,
+        limit=limit,
     )
     return created
 
@@ -72,8 +90,9 @@ async def test_touch_returns_only_live_sessions(demo_db: asyncpg.Pool) -> None:
     short = await _create(demo_db, "user_c", max_age=0.3)
     await sessions.end_session(demo_db, b.session_id, "user_exit")
     await asyncio.sleep(0.5)
-    live = await sessions.touch_sessions(demo_db, [a.session_id, b.session_id, short.session_id,
-                                                   "sess_watch_unknown"])
+    live = await sessions.touch_sessions(
+        demo_db, [a.session_id, b.session_id, short.session_id, "sess_watch_unknown"]
+    )
     assert live == [a.session_id]
     touched = await sessions.get_session(demo_db, a.session_id)
     assert touched is not None and touched.last_seen_at > a.last_seen_at
@@ -99,14 +118,23 @@ async def test_report_viewers_returns_previous(demo_db: asyncpg.Pool) -> None:
 async def test_counts_exact_by_device(demo_db: asyncpg.Pool) -> None:
     empty = await presence.viewer_counts(demo_db, "ch_101", ttl=TTL)
     assert empty.watching_now == 0
-    assert empty.by_device == dict.fromkeys(("web", "ios", "android", "roku", "firetv", "appletv"), 0)
+    assert empty.by_device == dict.fromkeys(
+        ("web", "ios", "android", "roku", "firetv", "appletv"), 0
+    )
     made = []
     for i, device in enumerate(["web", "web", "ios", "roku", "appletv"]):
         made.append(await _create(demo_db, f"user_{i}", device=device))
     await _create(demo_db, "user_x", channel="ch_102")  # another channel does not count
     counts = await presence.viewer_counts(demo_db, "ch_101", ttl=TTL)
     assert counts.watching_now == 5
-    assert counts.by_device == {"web": 2, "ios": 1, "android": 0, "roku": 1, "firetv": 0, "appletv": 1}
+    assert counts.by_device == {
+        "web": 2,
+        "ios": 1,
+        "android": 0,
+        "roku": 1,
+        "firetv": 0,
+        "appletv": 1,
+    }
     assert sum(counts.by_device.values()) == counts.watching_now
     await sessions.end_session(demo_db, made[0].session_id, "user_exit")
     after = await presence.viewer_counts(demo_db, "ch_101", ttl=TTL)
@@ -126,9 +154,17 @@ async def test_new_session_sweeps_quiet_ones(demo_db: asyncpg.Pool) -> None:
     quiet = [await _create(demo_db, ttl=0.3) for _ in range(3)]
     await asyncio.sleep(0.5)
     fresh, swept = await sessions.create_session(
-        demo_db, user_id="user_a", creator_id="creator_001", channel_id="ch_101",
-        stream_id="stream_abc123", device_type="web", quality="auto", timezone="UTC",
-        ttl=0.3, max_age=MAX_AGE, limit=3,
+        demo_db,
+        user_id="user_a",
+        creator_id="creator_001",
+        channel_id="ch_101",
+        stream_id="stream_abc123",
+        device_type="web",
+        quality="auto",
+        timezone="UTC",
+        ttl=0.3,
+        max_age=MAX_AGE,
+        limit=3,
     )
     assert sorted(s.session_id for s in swept) == sorted(q.session_id for q in quiet)
     assert all(s.end_reason == "timeout" for s in swept)
@@ -148,15 +184,17 @@ async def test_peaks_never_lowered(demo_db: asyncpg.Pool) -> None:
     assert (low.peak_today, low.peak_all_time) == (4, 4)
     stored: Any = await demo_db.fetchrow(
         "select (select peak from channel_peaks_daily where channel_id = 'ch_101') as d,"
-        " (select peak from channel_peaks_all_time where channel_id = 'ch_101') as a")
+        " (select peak from channel_peaks_all_time where channel_id = 'ch_101') as a"
+    )
     assert (stored["d"], stored["a"]) == (4, 4)
 
 
 async def test_concurrent_counts_keep_the_highest_peak(demo_db: asyncpg.Pool) -> None:
     for i in range(6):
         await _create(demo_db, f"user_{i}")
-    results = await asyncio.gather(*(presence.viewer_counts(demo_db, "ch_101", ttl=TTL)
-                                     for _ in range(8)))
+    results = await asyncio.gather(
+        *(presence.viewer_counts(demo_db, "ch_101", ttl=TTL) for _ in range(8))
+    )
     assert {r.watching_now for r in results} == {6}
     final = await presence.viewer_counts(demo_db, "ch_101", ttl=TTL)
     assert (final.peak_today, final.peak_all_time) == (6, 6)
@@ -182,9 +220,13 @@ async def test_programs_between_and_snapshot(demo_db: asyncpg.Pool) -> None:
     snap = await channels.channel_snapshot(demo_db, "creator_001")
     assert snap is not None and snap.channel is not None and snap.stream is not None
     assert (snap.creator.name, snap.channel.channel_id, snap.stream.stream_id) == (
-        "Chris Spencer", "ch_101", "stream_abc123")
-    around = await channels.programs_between(demo_db, "ch_101", snap.now - timedelta(hours=1),
-                                             snap.now + timedelta(hours=1))
+        "Chris Spencer",
+        "ch_101",
+        "stream_abc123",
+    )
+    around = await channels.programs_between(
+        demo_db, "ch_101", snap.now - timedelta(hours=1), snap.now + timedelta(hours=1)
+    )
     ids = [p.program_id for p in around]
     assert "prog_002" in ids and "prog_003" in ids
     assert [p.starts_at for p in around] == sorted(p.starts_at for p in around)

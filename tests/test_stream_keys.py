@@ -14,8 +14,16 @@ from tests.wsutil import Watcher, admin, start_watch
 
 
 def test_a_token_verifies_with_the_master_key_and_its_kid_only() -> None:
-    minted = mint_stream_token("master", channel_id="ch_101", key_version=3, stream_id="s",
-                               session_id="x", user_id="u", quality="720p", ttl=60)
+    minted = mint_stream_token(
+        "master",
+        channel_id="ch_101",
+        key_version=3,
+        stream_id="s",
+        session_id="x",
+        user_id="u",
+        quality="720p",
+        ttl=60,
+    )
     assert jwt.get_unverified_header(minted.token)["kid"] == key_id("ch_101", 3)
     assert verify_stream_token("master", minted.token)["quality"] == "720p"
     assert verify_stream_token("master", minted.token, min_version=3)["sid"] == "x"
@@ -26,8 +34,8 @@ def test_a_token_verifies_with_the_master_key_and_its_kid_only() -> None:
 
 
 async def test_rotation_pushes_a_new_token_to_watchers_on_every_instance(
-        start_server: ServerFactory, valkey: EmbeddedValkey, redis_prefix: str,
-        demo_db: asyncpg.Pool) -> None:
+    start_server: ServerFactory, valkey: EmbeddedValkey, redis_prefix: str, demo_db: asyncpg.Pool
+) -> None:
     env = {"DROPTV_REDIS_PREFIX": redis_prefix, "DROPTV_SESSION_TTL": "5"}
     servers = [await start_server(redis_url=valkey.url, env=env) for _ in range(2)]
     async with aiohttp.ClientSession() as http:
@@ -39,16 +47,20 @@ async def test_rotation_pushes_a_new_token_to_watchers_on_every_instance(
             hello = await w.next("hello")
             assert jwt.get_unverified_header(hello["token"]["token"])["kid"] == "ch_101.v1"
 
-        rotated = await admin(http, "POST", f"{servers[0].url}/admin/channels/ch_101/stream-key/rotate")
+        rotated = await admin(
+            http, "POST", f"{servers[0].url}/admin/channels/ch_101/stream-key/rotate"
+        )
         assert rotated == {"channel_id": "ch_101", "key_version": 2, "kid": "ch_101.v2"}
         for w in watchers:
             msg = await w.next("token", where=lambda m: m["reason"] == "rotation")
             claims = verify_stream_token(TEST_SECRET, msg["token"], min_version=2)
             assert claims["sid"] == w.session_id
         # REST on the rotating instance signs with the new key at once.
-        async with http.get(f"{servers[0].url}/creators/creator_001/channel/live/heartbeat",
-                            params={"session_id": watchers[0].session_id},
-                            headers=auth("user_k0")) as resp:
+        async with http.get(
+            f"{servers[0].url}/creators/creator_001/channel/live/heartbeat",
+            params={"session_id": watchers[0].session_id},
+            headers=auth("user_k0"),
+        ) as resp:
             token = (await resp.json())["data"]["stream"]["token"]
         assert jwt.get_unverified_header(token)["kid"] == "ch_101.v2"
         for w in watchers:
@@ -56,7 +68,8 @@ async def test_rotation_pushes_a_new_token_to_watchers_on_every_instance(
 
 
 async def test_only_admins_and_the_creator_may_rotate(
-        start_server: ServerFactory, demo_db: asyncpg.Pool) -> None:
+    start_server: ServerFactory, demo_db: asyncpg.Pool
+) -> None:
     server = await start_server()
     url = f"{server.url}/admin/channels/ch_101/stream-key/rotate"
     async with aiohttp.ClientSession() as http:
@@ -66,6 +79,7 @@ async def test_only_admins_and_the_creator_may_rotate(
             assert resp.status == 403
         async with http.post(url, headers=auth("creator_001")) as resp:
             assert resp.status == 200 and (await resp.json())["data"]["key_version"] == 2
-        async with http.post(f"{server.url}/admin/channels/nope/stream-key/rotate",
-                             headers=auth("ops", admin=True)) as resp:
+        async with http.post(
+            f"{server.url}/admin/channels/nope/stream-key/rotate", headers=auth("ops", admin=True)
+        ) as resp:
             assert resp.status == 404

@@ -35,8 +35,7 @@ class Env:
 
 
 @pytest.fixture
-async def env_factory(make_client: AppClientFactory,
-                      demo_db: asyncpg.Pool) -> AsyncIterator[Any]:
+async def env_factory(make_client: AppClientFactory, demo_db: asyncpg.Pool) -> AsyncIterator[Any]:
     https: list[aiohttp.ClientSession] = []
 
     async def factory(**overrides: Any) -> Env:
@@ -72,16 +71,34 @@ async def test_epg_is_pushed_on_edit_and_at_the_program_boundary(env_factory: An
     now = datetime.now(UTC)
     boundary = now + timedelta(seconds=2.5)
     url = f"{env.base}/admin/channels/ch_101/programs"
-    await admin(env.http, "POST", url, {"program_id": "prog_t1", "title": "Short One",
-                                        "starts_at": (now - timedelta(minutes=1)).isoformat(),
-                                        "ends_at": boundary.isoformat()})
-    edit = await w.next("epg", where=lambda m: (m["current_program"] or {}).get("program_id")
-                        == "prog_t1")
-    await admin(env.http, "POST", url, {"program_id": "prog_t2", "title": "Right After",
-                                        "starts_at": boundary.isoformat(),
-                                        "ends_at": (boundary + timedelta(minutes=5)).isoformat()})
-    edit2 = await w.next("epg", where=lambda m: (m["next_program"] or {}).get("program_id")
-                         == "prog_t2")
+    await admin(
+        env.http,
+        "POST",
+        url,
+        {
+            "program_id": "prog_t1",
+            "title": "Short One",
+            "starts_at": (now - timedelta(minutes=1)).isoformat(),
+            "ends_at": boundary.isoformat(),
+        },
+    )
+    edit = await w.next(
+        "epg", where=lambda m: (m["current_program"] or {}).get("program_id") == "prog_t1"
+    )
+    await admin(
+        env.http,
+        "POST",
+        url,
+        {
+            "program_id": "prog_t2",
+            "title": "Right After",
+            "starts_at": boundary.isoformat(),
+            "ends_at": (boundary + timedelta(minutes=5)).isoformat(),
+        },
+    )
+    edit2 = await w.next(
+        "epg", where=lambda m: (m["next_program"] or {}).get("program_id") == "prog_t2"
+    )
     assert edit2["seq"] > edit["seq"]
     assert edit2["next_program"]["start_time_formatted"].endswith(("AM", "PM"))
     at_boundary = await w.next("epg", timeout=10)
@@ -146,10 +163,11 @@ async def test_shutdown_closes_sockets_with_1012(env_factory: Any) -> None:
 async def test_headers_without_auth_scheme_are_refused(env_factory: Any) -> None:
     env = await env_factory()
     sid = await start_watch(env.http, env.base)
-    async with env.http.ws_connect(f"{env.ws_base}/creators/creator_001/channel/live/ws",
-                                   params={"session_id": sid},
-                                   headers={"Authorization": auth()["Authorization"].replace(
-                                       "Bearer", "Basic")}) as ws:
+    async with env.http.ws_connect(
+        f"{env.ws_base}/creators/creator_001/channel/live/ws",
+        params={"session_id": sid},
+        headers={"Authorization": auth()["Authorization"].replace("Bearer", "Basic")},
+    ) as ws:
         await ws.receive()
         assert ws.close_code == 4001
 
@@ -161,8 +179,9 @@ async def test_a_socket_that_stops_answering_pings_is_dropped(env_factory: Any) 
     env = await env_factory(ping_interval=0.5)
     sid = await start_watch(env.http, env.base)
     port = env.client.server.port
-    raw = await asyncio.to_thread(RawSocket.connect, port,
-                                  f"/creators/creator_001/channel/live/ws?session_id={sid}", auth())
+    raw = await asyncio.to_thread(
+        RawSocket.connect, port, f"/creators/creator_001/channel/live/ws?session_id={sid}", auth()
+    )
     started = time.monotonic()
     frames, eof = await asyncio.to_thread(raw.read_frames, 10.0)
     raw.close()

@@ -59,8 +59,18 @@ async def test_hello_is_the_full_snapshot(live: LiveFactory) -> None:
     w = await Watcher.connect(lv.http, lv.ws_base, sid)
     assert w.ws.protocol == PROTOCOL
     hello = await w.next("hello")
-    assert set(hello) >= {"type", "epoch", "seq", "ts", "session", "stream", "viewers", "epg",
-                          "token", "ping_interval"}
+    assert set(hello) >= {
+        "type",
+        "epoch",
+        "seq",
+        "ts",
+        "session",
+        "stream",
+        "viewers",
+        "epg",
+        "token",
+        "ping_interval",
+    }
     assert hello["epoch"] and isinstance(hello["seq"], int) and hello["ts"] > 0
     assert hello["session"]["session_id"] == sid
     assert hello["session"]["timezone"] == "America/New_York"
@@ -71,7 +81,9 @@ async def test_hello_is_the_full_snapshot(live: LiveFactory) -> None:
     assert hello["epg"]["next_program"]["program_id"] == "prog_003"
     assert hello["epg"]["next_program"]["start_time_formatted"].endswith(("AM", "PM"))
     tok = hello["token"]
-    assert tok["quality"] == "720p" and tok["stream_url"].endswith("/stream_abc123/720p/stream.m3u8")
+    assert tok["quality"] == "720p" and tok["stream_url"].endswith(
+        "/stream_abc123/720p/stream.m3u8"
+    )
     claims = verify_stream_token(TEST_SECRET, tok["token"])
     assert claims["sid"] == sid and claims["stream_id"] == "stream_abc123"
     await w.close()
@@ -89,15 +101,22 @@ async def test_refusals_use_the_documented_close_codes(live: LiveFactory) -> Non
     lv = await live()
     sid = await start_watch(lv.http, lv.base, "user_123")
     assert await refused_with(lv.http, lv.ws_base, sid) == 4001
-    assert await refused_with(lv.http, lv.ws_base, sid,
-                              headers={"Authorization": "Bearer not-a-jwt"}) == 4001
-    assert await refused_with(lv.http, lv.ws_base, sid,
-                              params={"access_token": token("user_123", ttl=-10)}) == 4001
+    assert (
+        await refused_with(lv.http, lv.ws_base, sid, headers={"Authorization": "Bearer not-a-jwt"})
+        == 4001
+    )
+    assert (
+        await refused_with(
+            lv.http, lv.ws_base, sid, params={"access_token": token("user_123", ttl=-10)}
+        )
+        == 4001
+    )
     assert await refused_with(lv.http, lv.ws_base, sid, headers=auth("user_other")) == 4003
     assert await refused_with(lv.http, lv.ws_base, "sess_watch_nope", headers=auth()) == 4004
     assert await refused_with(lv.http, lv.ws_base, None, headers=auth()) == 4004
-    assert await refused_with(lv.http, lv.ws_base, sid, headers=auth(),
-                              creator="creator_003") == 4004
+    assert (
+        await refused_with(lv.http, lv.ws_base, sid, headers=auth(), creator="creator_003") == 4004
+    )
     await end_watch(lv.http, lv.base, sid)
     assert await refused_with(lv.http, lv.ws_base, sid, headers=auth()) == 4009
 
@@ -149,8 +168,11 @@ async def test_resume_answers_hello_only_when_something_was_missed(live: LiveFac
     await w.send({"type": "resume", "epoch": hello["epoch"], "last_seq": hello["seq"]})
     await w.send({"type": "dance"})  # a marker: the next message must be its error, not a hello
     assert (await w.next())["type"] == "error"
-    await w.send({"type": "resume", "epoch": hello["epoch"], "last_seq": max(0, hello["seq"] - 1)}
-                 if hello["seq"] else {"type": "resume", "epoch": hello["epoch"], "last_seq": 7})
+    await w.send(
+        {"type": "resume", "epoch": hello["epoch"], "last_seq": max(0, hello["seq"] - 1)}
+        if hello["seq"]
+        else {"type": "resume", "epoch": hello["epoch"], "last_seq": 7}
+    )
     assert (await w.next())["type"] == "hello"
     await w.close()
 
@@ -165,8 +187,11 @@ async def test_quality_over_the_socket_is_answered_with_a_token(live: LiveFactor
     assert tok["stream_url"].endswith("/480p/stream.m3u8")
     claims = verify_stream_token(TEST_SECRET, tok["token"])
     assert claims["quality"] == "480p"
-    async with lv.http.get(f"{lv.base}/creators/creator_001/channel/live/qualities",
-                           params={"session_id": w.session_id}, headers=auth()) as resp:
+    async with lv.http.get(
+        f"{lv.base}/creators/creator_001/channel/live/qualities",
+        params={"session_id": w.session_id},
+        headers=auth(),
+    ) as resp:
         assert (await resp.json())["data"]["current_quality"] == "480p"
     await w.close()
 
@@ -175,8 +200,11 @@ async def test_patch_elsewhere_sends_a_token_to_the_socket(live: LiveFactory) ->
     lv = await live()
     w = await lv.watch()
     await w.next("hello")
-    async with lv.http.patch(f"{lv.base}/creators/creator_001/channel/live/watch", headers=auth(),
-                             json={"session_id": w.session_id, "quality": "360p"}) as resp:
+    async with lv.http.patch(
+        f"{lv.base}/creators/creator_001/channel/live/watch",
+        headers=auth(),
+        json={"session_id": w.session_id, "quality": "360p"},
+    ) as resp:
         assert resp.status == 200
     tok = await w.next("token")
     assert tok["quality"] == "360p" and tok["reason"] == "quality"

@@ -24,22 +24,45 @@ CREATOR = "creator_001"
 CHANNEL = "ch_101"
 
 
-async def start_watch(http: aiohttp.ClientSession, base: str, user: str = "user_123", *,
-                      creator: str = CREATOR, channel: str = CHANNEL, device: str = "web",
-                      timezone: str = "UTC", quality: str = "auto") -> str:
+async def start_watch(
+    http: aiohttp.ClientSession,
+    base: str,
+    user: str = "user_123",
+    *,
+    creator: str = CREATOR,
+    channel: str = CHANNEL,
+    device: str = "web",
+    timezone: str = "UTC",
+    quality: str = "auto",
+) -> str:
     """POST watch (endpoint 33); returns the new session id."""
-    async with http.post(f"{base}/creators/{creator}/channel/live/watch", headers=auth(user),
-                         json={"channel_id": channel, "device_type": device, "quality": quality,
-                               "timezone": timezone}) as resp:
+    async with http.post(
+        f"{base}/creators/{creator}/channel/live/watch",
+        headers=auth(user),
+        json={
+            "channel_id": channel,
+            "device_type": device,
+            "quality": quality,
+            "timezone": timezone,
+        },
+    ) as resp:
         body = await resp.json()
         assert resp.status == 200, body
         return str(body["data"]["session"]["session_id"])
 
 
-async def end_watch(http: aiohttp.ClientSession, base: str, session_id: str,
-                    user: str = "user_123", creator: str = CREATOR) -> None:
-    async with http.delete(f"{base}/creators/{creator}/channel/live/watch",
-                           params={"session_id": session_id}, headers=auth(user)) as resp:
+async def end_watch(
+    http: aiohttp.ClientSession,
+    base: str,
+    session_id: str,
+    user: str = "user_123",
+    creator: str = CREATOR,
+) -> None:
+    async with http.delete(
+        f"{base}/creators/{creator}/channel/live/watch",
+        params={"session_id": session_id},
+        headers=auth(user),
+    ) as resp:
         assert resp.status == 200, await resp.text()
 
 
@@ -64,9 +87,16 @@ class Watcher:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def connect(cls, http: aiohttp.ClientSession, ws_base: str, session_id: str,
-                      user: str = "user_123", *, creator: str = CREATOR,
-                      via_query: bool = False) -> Watcher:
+    async def connect(
+        cls,
+        http: aiohttp.ClientSession,
+        ws_base: str,
+        session_id: str,
+        user: str = "user_123",
+        *,
+        creator: str = CREATOR,
+        via_query: bool = False,
+    ) -> Watcher:
         url = f"{ws_base}/creators/{creator}/channel/live/ws"
         params = {"session_id": session_id}
         headers = {}
@@ -74,8 +104,14 @@ class Watcher:
             params["access_token"] = token(user)
         else:
             headers = auth(user)
-        ws = await http.ws_connect(url, params=params, headers=headers, protocols=(PROTOCOL,),
-                                   autoping=True, heartbeat=None)
+        ws = await http.ws_connect(
+            url,
+            params=params,
+            headers=headers,
+            protocols=(PROTOCOL,),
+            autoping=True,
+            heartbeat=None,
+        )
         return cls(ws, session_id)
 
     async def _read(self) -> None:
@@ -97,8 +133,12 @@ class Watcher:
                 self._changed.clear()
                 await self._changed.wait()
 
-    async def next(self, type_: str | None = None, timeout: float = 10.0,
-                   where: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+    async def next(
+        self,
+        type_: str | None = None,
+        timeout: float = 10.0,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> dict[str, Any]:
         """The next unseen message (of `type_`, matching `where`); earlier ones are passed over."""
         found: dict[str, Any] | None = None
 
@@ -134,15 +174,25 @@ class Watcher:
         await asyncio.gather(self._reader, return_exceptions=True)
 
 
-async def refused_with(http: aiohttp.ClientSession, ws_base: str, session_id: str | None,
-                       *, headers: dict[str, str] | None = None, params: dict[str, str] | None = None,
-                       creator: str = CREATOR) -> int | None:
+async def refused_with(
+    http: aiohttp.ClientSession,
+    ws_base: str,
+    session_id: str | None,
+    *,
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+    creator: str = CREATOR,
+) -> int | None:
     """Connect, expect the server to close at once; return the close code."""
     query = dict(params or {})
     if session_id is not None:
         query["session_id"] = session_id
-    async with http.ws_connect(f"{ws_base}/creators/{creator}/channel/live/ws", params=query,
-                               headers=headers or {}, protocols=(PROTOCOL,)) as ws:
+    async with http.ws_connect(
+        f"{ws_base}/creators/{creator}/channel/live/ws",
+        params=query,
+        headers=headers or {},
+        protocols=(PROTOCOL,),
+    ) as ws:
         msg = await asyncio.wait_for(ws.receive(), 10)
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), msg
         return ws.close_code
@@ -156,16 +206,24 @@ class RawSocket:
         self.buffer = b""
 
     @classmethod
-    def connect(cls, port: int, path: str, headers: dict[str, str], rcvbuf: int = 4096) -> RawSocket:
+    def connect(
+        cls, port: int, path: str, headers: dict[str, str], rcvbuf: int = 4096
+    ) -> RawSocket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.settimeout(10)
         sock.connect(("127.0.0.1", port))
         key = base64.b64encode(os.urandom(16)).decode()
-        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket",
-                 "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13",
-                 f"Sec-WebSocket-Protocol: {PROTOCOL}",
-                 *(f"{k}: {v}" for k, v in headers.items())]
+        lines = [
+            f"GET {path} HTTP/1.1",
+            f"Host: 127.0.0.1:{port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {key}",
+            "Sec-WebSocket-Version: 13",
+            f"Sec-WebSocket-Protocol: {PROTOCOL}",
+            *(f"{k}: {v}" for k, v in headers.items()),
+        ]
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         raw = cls(sock)
         head = raw._read_until(b"\r\n\r\n")
@@ -215,8 +273,8 @@ class RawSocket:
                 offset = 10
             if len(data) < offset + n:
                 break
-            frames.append((opcode, data[offset:offset + n]))
-            data = data[offset + n:]
+            frames.append((opcode, data[offset : offset + n]))
+            data = data[offset + n :]
         return frames, eof
 
     def close(self) -> None:

@@ -126,43 +126,76 @@ def _owned_creator(request: web.Request, caller: Caller) -> str:
 
 async def _channel(request: web.Request, caller: Caller) -> Channel:
     channel_id = request.match_info["channel_id"]
-    channel = _found(await channels.get_channel(pool_of(request), channel_id),
-                     "Channel not found", "channel_id")
+    channel = _found(
+        await channels.get_channel(pool_of(request), channel_id), "Channel not found", "channel_id"
+    )
     _may_manage(caller, channel.creator_id)
     return channel
 
 
 def _creator_out(c: channels.Creator) -> CreatorOut:
-    return CreatorOut(creator_id=c.creator_id, name=c.name, is_verified=c.is_verified,
-                      created_at=c.created_at)
+    return CreatorOut(
+        creator_id=c.creator_id, name=c.name, is_verified=c.is_verified, created_at=c.created_at
+    )
 
 
 def _channel_out(c: Channel) -> ChannelOut:
-    return ChannelOut(channel_id=c.channel_id, creator_id=c.creator_id, channel_name=c.channel_name,
-                      channel_number=c.channel_number, requires_subscription=c.requires_subscription,
-                      created_at=c.created_at)
+    return ChannelOut(
+        channel_id=c.channel_id,
+        creator_id=c.creator_id,
+        channel_name=c.channel_name,
+        channel_number=c.channel_number,
+        requires_subscription=c.requires_subscription,
+        created_at=c.created_at,
+    )
 
 
 def _program_out(channel_id: str, p: Program) -> ProgramOut:
-    return ProgramOut(program_id=p.program_id, channel_id=channel_id, title=p.title,
-                      starts_at=p.starts_at, ends_at=p.ends_at, description=p.description,
-                      thumbnail_url=p.thumbnail_url)
+    return ProgramOut(
+        program_id=p.program_id,
+        channel_id=channel_id,
+        title=p.title,
+        starts_at=p.starts_at,
+        ends_at=p.ends_at,
+        description=p.description,
+        thumbnail_url=p.thumbnail_url,
+    )
 
 
 def _content_out(row: ContentRow) -> ContentOut:
-    return ContentOut(content_id=row.content_id, creator_id=row.creator_id, type=ContentType(row.type),
-                      title=row.title, thumbnail_url=row.thumbnail_url,
-                      duration_seconds=row.duration_seconds, season=row.season,
-                      episode_number=row.episode_number, views=row.views, price=row.price,
-                      currency=row.currency, published_at=row.published_at)
+    return ContentOut(
+        content_id=row.content_id,
+        creator_id=row.creator_id,
+        type=ContentType(row.type),
+        title=row.title,
+        thumbnail_url=row.thumbnail_url,
+        duration_seconds=row.duration_seconds,
+        season=row.season,
+        episode_number=row.episode_number,
+        views=row.views,
+        price=row.price,
+        currency=row.currency,
+        published_at=row.published_at,
+    )
 
 
 def _stream_out(s: Stream, ended_sessions: int | None = None) -> StreamOut:
-    return StreamOut(stream_id=s.stream_id, channel_id=s.channel_id, title=s.title, is_live=s.is_live,
-                     started_at=s.started_at, ended_at=s.ended_at, health=StreamHealth(s.health),
-                     latency_mode=LatencyMode(s.latency_mode), bitrate_kbps=s.bitrate_kbps,
-                     resolution=s.resolution, frame_rate=s.frame_rate, dvr_enabled=s.dvr_enabled,
-                     drm_enabled=s.drm_enabled, ended_sessions=ended_sessions)
+    return StreamOut(
+        stream_id=s.stream_id,
+        channel_id=s.channel_id,
+        title=s.title,
+        is_live=s.is_live,
+        started_at=s.started_at,
+        ended_at=s.ended_at,
+        health=StreamHealth(s.health),
+        latency_mode=LatencyMode(s.latency_mode),
+        bitrate_kbps=s.bitrate_kbps,
+        resolution=s.resolution,
+        frame_rate=s.frame_rate,
+        dvr_enabled=s.dvr_enabled,
+        drm_enabled=s.drm_enabled,
+        ended_sessions=ended_sessions,
+    )
 
 
 def _program(fields: Mapping[str, Any]) -> Program:
@@ -179,8 +212,9 @@ def _program(fields: Mapping[str, Any]) -> Program:
 async def create_creator(request: web.Request) -> web.Response:
     _admin(request)
     body = await body_as(request, CreatorIn)
-    creator = await channels.create_creator(pool_of(request), creator_id=body.creator_id,
-                                            name=body.name, is_verified=body.is_verified)
+    creator = await channels.create_creator(
+        pool_of(request), creator_id=body.creator_id, name=body.name, is_verified=body.is_verified
+    )
     return ok(_creator_out(creator), status=201)
 
 
@@ -192,8 +226,11 @@ async def update_creator(request: web.Request) -> web.Response:
     delta = changes(body)
     if "is_verified" in delta and not caller.is_admin:
         raise Forbidden("Only an admin can change is_verified", field="is_verified")
-    creator = _found(await channels.update_creator(pool_of(request), creator_id, delta),
-                     "Creator not found", "creator_id")
+    creator = _found(
+        await channels.update_creator(pool_of(request), creator_id, delta),
+        "Creator not found",
+        "creator_id",
+    )
     return ok(_creator_out(creator))
 
 
@@ -203,8 +240,11 @@ async def create_channel(request: web.Request) -> web.Response:
     body = await body_as(request, ChannelIn)
     creator_id = _owned_creator(request, caller)
     channel = await channels.create_channel(
-        pool_of(request), creator_id=creator_id, channel_id=body.channel_id,
-        channel_name=body.channel_name, channel_number=body.channel_number,
+        pool_of(request),
+        creator_id=creator_id,
+        channel_id=body.channel_id,
+        channel_name=body.channel_name,
+        channel_number=body.channel_number,
         requires_subscription=body.requires_subscription,
     )
     return ok(_channel_out(channel), status=201)
@@ -216,8 +256,11 @@ async def update_channel(request: web.Request) -> web.Response:
     body = await body_as(request, ChannelPatch)
     channel = await _channel(request, caller)
     delta = changes(body)
-    updated = _found(await channels.update_channel(pool_of(request), channel.channel_id, delta),
-                     "Channel not found", "channel_id")
+    updated = _found(
+        await channels.update_channel(pool_of(request), channel.channel_id, delta),
+        "Channel not found",
+        "channel_id",
+    )
     return ok(_channel_out(updated))
 
 
@@ -250,9 +293,14 @@ async def update_program(request: web.Request) -> web.Response:
     caller = _caller(request)
     body = await body_as(request, ProgramPatch)
     channel_id, current = await _owned_program(request, caller)
-    merged = _program({**{f: getattr(current, f) for f in current.__struct_fields__}, **changes(body)})
-    stored = _found(await channels.update_program(pool_of(request), current.program_id, merged),
-                    "Program not found", "program_id")
+    merged = _program(
+        {**{f: getattr(current, f) for f in current.__struct_fields__}, **changes(body)}
+    )
+    stored = _found(
+        await channels.update_program(pool_of(request), current.program_id, merged),
+        "Program not found",
+        "program_id",
+    )
     await notify(request.app[EVENTS].schedule_changed(channel_id))
     return ok(_program_out(channel_id, stored))
 
@@ -261,8 +309,11 @@ async def update_program(request: web.Request) -> web.Response:
 async def delete_program(request: web.Request) -> web.Response:
     caller = _caller(request)
     _, current = await _owned_program(request, caller)
-    channel_id = _found(await channels.delete_program(pool_of(request), current.program_id),
-                        "Program not found", "program_id")
+    channel_id = _found(
+        await channels.delete_program(pool_of(request), current.program_id),
+        "Program not found",
+        "program_id",
+    )
     await notify(request.app[EVENTS].schedule_changed(channel_id))
     return ok(ProgramDeleted(program_id=current.program_id, channel_id=channel_id, deleted=True))
 
@@ -286,13 +337,18 @@ async def create_content(request: web.Request) -> web.Response:
     body = await body_as(request, ContentIn)
     creator_id = _owned_creator(request, caller)
     _check_price(body.type, body.price, body.currency)
-    row = await content.create_content(pool_of(request), {**changes(body), "creator_id": creator_id})
+    row = await content.create_content(
+        pool_of(request), {**changes(body), "creator_id": creator_id}
+    )
     return ok(_content_out(row), status=201)
 
 
 async def _owned_content(request: web.Request, caller: Caller) -> ContentRow:
-    row = _found(await content.get_content(pool_of(request), request.match_info["content_id"]),
-                 "Content not found", "content_id")
+    row = _found(
+        await content.get_content(pool_of(request), request.match_info["content_id"]),
+        "Content not found",
+        "content_id",
+    )
     _may_manage(caller, row.creator_id)
     return row
 
@@ -305,8 +361,11 @@ async def update_content(request: web.Request) -> web.Response:
     delta = changes(body)
     merged = {**{f: getattr(row, f) for f in ("type", "price", "currency")}, **delta}
     _check_price(str(merged["type"]), merged["price"], merged["currency"])
-    updated = _found(await content.update_content(pool_of(request), row.content_id, delta),
-                     "Content not found", "content_id")
+    updated = _found(
+        await content.update_content(pool_of(request), row.content_id, delta),
+        "Content not found",
+        "content_id",
+    )
     return ok(_content_out(updated))
 
 
@@ -327,8 +386,12 @@ async def go_live(request: web.Request) -> web.Response:
     body = await body_as(request, GoLive)
     channel = await _channel(request, caller)
     settings = {k: v for k, v in changes(body).items() if k != "stream_id"}
-    stream = await channels.go_live(pool_of(request), channel.channel_id,
-                                    body.stream_id or "stream_" + secrets.token_hex(6), settings)
+    stream = await channels.go_live(
+        pool_of(request),
+        channel.channel_id,
+        body.stream_id or "stream_" + secrets.token_hex(6),
+        settings,
+    )
     await notify(request.app[EVENTS].stream_changed(channel.channel_id))
     return ok(_stream_out(stream), status=201)
 
@@ -339,8 +402,11 @@ async def update_stream(request: web.Request) -> web.Response:
     body = await body_as(request, StreamPatch)
     channel = await _channel(request, caller)
     delta = changes(body)
-    stream = _found(await channels.update_stream(pool_of(request), channel.channel_id, delta),
-                    "Channel is not live", "channel_id")
+    stream = _found(
+        await channels.update_stream(pool_of(request), channel.channel_id, delta),
+        "Channel is not live",
+        "channel_id",
+    )
     await notify(request.app[EVENTS].stream_changed(channel.channel_id))
     return ok(_stream_out(stream))
 
@@ -349,8 +415,11 @@ async def update_stream(request: web.Request) -> web.Response:
 async def go_offline(request: web.Request) -> web.Response:
     caller = _caller(request)
     channel = await _channel(request, caller)
-    stream, ended = _found(await channels.go_offline(pool_of(request), channel.channel_id),
-                           "Channel is not live", "channel_id")
+    stream, ended = _found(
+        await channels.go_offline(pool_of(request), channel.channel_id),
+        "Channel is not live",
+        "channel_id",
+    )
     events = request.app[EVENTS]
     await notify(events.stream_changed(channel.channel_id))
     await notify(events.viewers_changed(channel.channel_id))
@@ -362,12 +431,20 @@ async def rotate_stream_key(request: web.Request) -> web.Response:
     """New key version for the channel; old tokens stay valid until they expire (see server.signing)."""
     caller = _caller(request)
     channel = await _channel(request, caller)
-    version = _found(await channels.rotate_stream_key(pool_of(request), channel.channel_id),
-                     "Channel not found", "channel_id")
+    version = _found(
+        await channels.rotate_stream_key(pool_of(request), channel.channel_id),
+        "Channel not found",
+        "channel_id",
+    )
     request.app[SIGNER].forget(channel.channel_id)
     await notify(request.app[EVENTS].tokens_rotated(channel.channel_id))
-    return ok(StreamKeyRotated(channel_id=channel.channel_id, key_version=version,
-                               kid=key_id(channel.channel_id, version)))
+    return ok(
+        StreamKeyRotated(
+            channel_id=channel.channel_id,
+            key_version=version,
+            kid=key_id(channel.channel_id, version),
+        )
+    )
 
 
 # --- entitlements -------------------------------------------------------------------------
@@ -383,17 +460,24 @@ async def grant_entitlement(request: web.Request) -> web.Response:
             raise Unprocessable("content_id is required for a ppv entitlement", field="content_id")
         await channels.grant_ppv(pool, body.user_id, body.content_id)
     elif body.creator_id is None:
-        raise Unprocessable(f"creator_id is required for a {body.kind} entitlement", field="creator_id")
+        raise Unprocessable(
+            f"creator_id is required for a {body.kind} entitlement", field="creator_id"
+        )
     elif body.kind == EntitlementKind.FOLLOW:
         await channels.grant_follow(pool, body.user_id, body.creator_id)
     else:
         await channels.grant_subscription(pool, body.user_id, body.creator_id, body.expires_at)
     is_ppv = body.kind == EntitlementKind.PPV
-    return ok(EntitlementOut(
-        user_id=body.user_id, kind=body.kind,
-        creator_id=None if is_ppv else body.creator_id, content_id=body.content_id if is_ppv else None,
-        expires_at=body.expires_at if body.kind == EntitlementKind.SUBSCRIPTION else None,
-    ), status=201)
+    return ok(
+        EntitlementOut(
+            user_id=body.user_id,
+            kind=body.kind,
+            creator_id=None if is_ppv else body.creator_id,
+            content_id=body.content_id if is_ppv else None,
+            expires_at=body.expires_at if body.kind == EntitlementKind.SUBSCRIPTION else None,
+        ),
+        status=201,
+    )
 
 
 def setup(app: web.Application) -> None:

@@ -85,8 +85,10 @@ def _reporting_user(caller: Caller | None, user_id: str | None) -> str | None:
     """The user_id to record, per the module's auth rules."""
     if caller is None:
         if user_id is not None:
-            raise Unauthorized("A bearer token is required to report analytics for a user_id",
-                               field="Authorization")
+            raise Unauthorized(
+                "A bearer token is required to report analytics for a user_id",
+                field="Authorization",
+            )
         return None
     if user_id is None:
         return None if caller.is_admin else caller.user_id
@@ -116,58 +118,81 @@ async def _store(request: web.Request, op: Op) -> EndResult | None:
             retry_after=RETRY_AFTER,
         ) from err
     except StoreDataError as err:
-        raise Unprocessable(f"Request holds values that cannot be stored: {err}",
-                            field="body") from None
+        raise Unprocessable(
+            f"Request holds values that cannot be stored: {err}", field="body"
+        ) from None
 
 
 async def session_start(request: web.Request) -> web.Response:
     received, body, user_id = await _ingest(request, SessionStart)
     at = client_time(body.timestamp, "timestamp")
-    await _store(request, StartOp.of(body, user_id=user_id, at=at, received_at=received,
-                                     raw=await request.read()))
-    return ok(SessionStartAccepted(
-        session_id=body.session_id, accepted=True,
-        heartbeat_interval_seconds=request.app[SETTINGS].heartbeat_interval,
-        server_timestamp=iso_utc(_now()),
-    ))
+    await _store(
+        request,
+        StartOp.of(body, user_id=user_id, at=at, received_at=received, raw=await request.read()),
+    )
+    return ok(
+        SessionStartAccepted(
+            session_id=body.session_id,
+            accepted=True,
+            heartbeat_interval_seconds=request.app[SETTINGS].heartbeat_interval,
+            server_timestamp=iso_utc(_now()),
+        )
+    )
 
 
 async def session_heartbeat(request: web.Request) -> web.Response:
     received, body, user_id = await _ingest(request, Heartbeat)
     at = client_time(body.timestamp, "timestamp")
-    await _store(request, HeartbeatOp.of(body, user_id=user_id, at=at, received_at=received,
-                                         raw=await request.read()))
-    return ok(HeartbeatAccepted(
-        session_id=body.session_id, accepted=True,
-        next_heartbeat_seconds=request.app[SETTINGS].heartbeat_interval,
-        server_timestamp=iso_utc(_now()),
-    ))
+    await _store(
+        request,
+        HeartbeatOp.of(
+            body, user_id=user_id, at=at, received_at=received, raw=await request.read()
+        ),
+    )
+    return ok(
+        HeartbeatAccepted(
+            session_id=body.session_id,
+            accepted=True,
+            next_heartbeat_seconds=request.app[SETTINGS].heartbeat_interval,
+            server_timestamp=iso_utc(_now()),
+        )
+    )
 
 
 async def session_end(request: web.Request) -> web.Response:
     received, body, user_id = await _ingest(request, SessionEnd)
     at = client_time(body.timestamp, "timestamp")
-    stored = await _store(request, EndOp.of(body, user_id=user_id, at=at, received_at=received,
-                                            raw=await request.read()))
+    stored = await _store(
+        request,
+        EndOp.of(body, user_id=user_id, at=at, received_at=received, raw=await request.read()),
+    )
     assert stored is not None
-    return ok(SessionEndAccepted(
-        session_id=body.session_id, accepted=True,
-        watch_summary=watch_summary(stored.total_watch_seconds, stored.end_reason),
-        server_timestamp=iso_utc(_now()),
-    ))
+    return ok(
+        SessionEndAccepted(
+            session_id=body.session_id,
+            accepted=True,
+            watch_summary=watch_summary(stored.total_watch_seconds, stored.end_reason),
+            server_timestamp=iso_utc(_now()),
+        )
+    )
 
 
 async def events_batch(request: web.Request) -> web.Response:
     received, body, user_id = await _ingest(request, EventsBatch)
     judged = judge_events(body.events)
     if judged.accepted:
-        await _store(request, EventsOp.of(body, judged.accepted, user_id=user_id,
-                                          received_at=received))
-    return ok(EventsBatchAccepted(
-        session_id=body.session_id, accepted_count=len(judged.accepted),
-        rejected_count=len(judged.rejected), rejected_events=judged.rejected,
-        server_timestamp=iso_utc(_now()),
-    ))
+        await _store(
+            request, EventsOp.of(body, judged.accepted, user_id=user_id, received_at=received)
+        )
+    return ok(
+        EventsBatchAccepted(
+            session_id=body.session_id,
+            accepted_count=len(judged.accepted),
+            rejected_count=len(judged.rejected),
+            rejected_events=judged.rejected,
+            server_timestamp=iso_utc(_now()),
+        )
+    )
 
 
 async def summary(request: web.Request) -> web.Response:
@@ -184,8 +209,7 @@ async def summary(request: web.Request) -> web.Response:
         now = _now()
         # One snapshot, so the numbers agree with each other.
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            totals = await stream_totals(conn, stream_id,
-                                         gap_cap=2.0 * settings.heartbeat_interval)
+            totals = await stream_totals(conn, stream_id, gap_cap=2.0 * settings.heartbeat_interval)
             minutes = await stream_minutes(conn, stream_id, now=now)
     if creator is None and totals.sessions == 0:
         raise NotFound("No analytics for this stream", field="stream_id")

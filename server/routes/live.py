@@ -138,7 +138,11 @@ def caller_of(request: web.Request) -> Caller:
 def stream_urls(cdn: str, stream: Stream, quality: str = "auto") -> tuple[str, str | None, str]:
     """(stream_url, dvr_url or None without a DVR window, thumbnail_url)."""
     dvr = urls.dvr_url(cdn, stream.stream_id) if stream.dvr_enabled else None
-    return urls.stream_url(cdn, stream.stream_id, quality), dvr, urls.thumbnail_url(cdn, stream.stream_id)
+    return (
+        urls.stream_url(cdn, stream.stream_id, quality),
+        dvr,
+        urls.thumbnail_url(cdn, stream.stream_id),
+    )
 
 
 def now_utc() -> datetime:
@@ -155,31 +159,53 @@ async def channel_live(request: web.Request) -> web.Response:
     snap = await snapshot(request)
     channel = channel_of(snap)
     if snap.stream is None:
-        return ok(ChannelLive(
-            creator_id=snap.creator.creator_id, is_live=False,
-            channel=LiveChannelInfo(channel_id=channel.channel_id, channel_name=channel.channel_name,
-                                    channel_number=channel.channel_number, is_live=False, stream=None),
-            message=f"{snap.creator.name} is currently offline",
-        ))
+        return ok(
+            ChannelLive(
+                creator_id=snap.creator.creator_id,
+                is_live=False,
+                channel=LiveChannelInfo(
+                    channel_id=channel.channel_id,
+                    channel_name=channel.channel_name,
+                    channel_number=channel.channel_number,
+                    is_live=False,
+                    stream=None,
+                ),
+                message=f"{snap.creator.name} is currently offline",
+            )
+        )
     pool = pool_of(request)
     counts = await presence.viewer_counts(pool, channel.channel_id, ttl=settings.session_ttl)
-    following, subscribed = (await channels.user_state(pool, caller.user_id, snap.creator.creator_id)
-                             if caller else (False, False))
+    following, subscribed = (
+        await channels.user_state(pool, caller.user_id, snap.creator.creator_id)
+        if caller
+        else (False, False)
+    )
     stream = snap.stream
     hls, dvr, thumb = stream_urls(settings.cdn_base_url, stream)
-    return ok(ChannelLive(
-        creator_id=snap.creator.creator_id, creator_name=snap.creator.name, is_live=True,
-        channel=LiveChannelInfo(
-            channel_id=channel.channel_id, channel_name=channel.channel_name,
-            channel_number=channel.channel_number, is_live=True,
-            watching_now=counts.watching_now,
-            watching_now_formatted=compact_count(counts.watching_now),
-            stream=LiveStreamSummary(stream_id=stream.stream_id, title=stream.title,
-                                     started_at=utc_seconds(stream.started_at),
-                                     thumbnail_url=thumb, stream_url=hls, dvr_url=dvr),
-        ),
-        user_state=UserState(is_following=following, is_subscribed=subscribed),
-    ))
+    return ok(
+        ChannelLive(
+            creator_id=snap.creator.creator_id,
+            creator_name=snap.creator.name,
+            is_live=True,
+            channel=LiveChannelInfo(
+                channel_id=channel.channel_id,
+                channel_name=channel.channel_name,
+                channel_number=channel.channel_number,
+                is_live=True,
+                watching_now=counts.watching_now,
+                watching_now_formatted=compact_count(counts.watching_now),
+                stream=LiveStreamSummary(
+                    stream_id=stream.stream_id,
+                    title=stream.title,
+                    started_at=utc_seconds(stream.started_at),
+                    thumbnail_url=thumb,
+                    stream_url=hls,
+                    dvr_url=dvr,
+                ),
+            ),
+            user_state=UserState(is_following=following, is_subscribed=subscribed),
+        )
+    )
 
 
 async def live_stream(request: web.Request) -> web.Response:
@@ -195,15 +221,27 @@ async def live_stream(request: web.Request) -> web.Response:
     counts = await presence.viewer_counts(pool, channel.channel_id, ttl=settings.session_ttl)
     hls, dvr, thumb = stream_urls(settings.cdn_base_url, stream, query.quality)
     token = await request.app[SIGNER].mint_for(
-        channel.channel_id, stream_id=stream.stream_id, session_id="", user_id=caller.user_id,
-        quality=query.quality)
-    return ok(PlaybackStream(
-        stream_id=stream.stream_id, is_live=True, quality=query.quality, stream_url=hls,
-        dvr_url=dvr if query.dvr else None, thumbnail_url=thumb,
-        token=token.token, token_expires_at=token.expires_at,
-        watching_now=counts.watching_now, watching_now_formatted=compact_count(counts.watching_now),
-        available_qualities=[r.quality for r in urls.QUALITY_LADDER],
-    ))
+        channel.channel_id,
+        stream_id=stream.stream_id,
+        session_id="",
+        user_id=caller.user_id,
+        quality=query.quality,
+    )
+    return ok(
+        PlaybackStream(
+            stream_id=stream.stream_id,
+            is_live=True,
+            quality=query.quality,
+            stream_url=hls,
+            dvr_url=dvr if query.dvr else None,
+            thumbnail_url=thumb,
+            token=token.token,
+            token_expires_at=token.expires_at,
+            watching_now=counts.watching_now,
+            watching_now_formatted=compact_count(counts.watching_now),
+            available_qualities=[r.quality for r in urls.QUALITY_LADDER],
+        )
+    )
 
 
 async def live_viewers(request: web.Request) -> web.Response:
@@ -211,22 +249,27 @@ async def live_viewers(request: web.Request) -> web.Response:
     settings = settings_of(request)
     snap = await snapshot(request)
     channel = channel_of(snap)
-    counts = await presence.viewer_counts(pool_of(request), channel.channel_id,
-                                          ttl=settings.session_ttl)
+    counts = await presence.viewer_counts(
+        pool_of(request), channel.channel_id, ttl=settings.session_ttl
+    )
     known = {k: v for k, v in counts.by_device.items() if k in DeviceCounts.__struct_fields__}
-    return ok(ChannelViewers(
-        creator_id=snap.creator.creator_id, channel_id=channel.channel_id,
-        is_live=snap.stream is not None,
-        viewers=ViewerBreakdown(
-            watching_now=counts.watching_now,
-            watching_now_formatted=compact_count(counts.watching_now),
-            peak_today=counts.peak_today, peak_today_formatted=compact_count(counts.peak_today),
-            peak_all_time=counts.peak_all_time,
-            peak_all_time_formatted=compact_count(counts.peak_all_time),
-            by_device=DeviceCounts(**known),
-        ),
-        last_updated_at=utc_seconds(counts.measured_at or snap.now),
-    ))
+    return ok(
+        ChannelViewers(
+            creator_id=snap.creator.creator_id,
+            channel_id=channel.channel_id,
+            is_live=snap.stream is not None,
+            viewers=ViewerBreakdown(
+                watching_now=counts.watching_now,
+                watching_now_formatted=compact_count(counts.watching_now),
+                peak_today=counts.peak_today,
+                peak_today_formatted=compact_count(counts.peak_today),
+                peak_all_time=counts.peak_all_time,
+                peak_all_time_formatted=compact_count(counts.peak_all_time),
+                by_device=DeviceCounts(**known),
+            ),
+            last_updated_at=utc_seconds(counts.measured_at or snap.now),
+        )
+    )
 
 
 async def live_metadata(request: web.Request) -> web.Response:
@@ -236,16 +279,29 @@ async def live_metadata(request: web.Request) -> web.Response:
     stream = live_stream_of(snap)
     hls, dvr, thumb = stream_urls(settings.cdn_base_url, stream)
     up = max(0, int((snap.now - stream.started_at).total_seconds()))
-    return ok(StreamMetadata(
-        stream_id=stream.stream_id, is_live=True, stream_health=StreamHealth(stream.health),
-        started_at=utc_seconds(stream.started_at), uptime_seconds=up, uptime_formatted=uptime(up),
-        latency_mode=LatencyMode(stream.latency_mode), bitrate_kbps=stream.bitrate_kbps,
-        resolution=stream.resolution, frame_rate=stream.frame_rate,
-        cdn=Cdn(provider=stream.cdn_provider, region=stream.cdn_region,
-                edge_location=stream.cdn_edge_location),
-        drm=Drm(enabled=stream.drm_enabled, type=stream.drm_type, license_url=stream.drm_license_url),
-        stream_urls=StreamUrls(hls=hls, dvr=dvr, thumbnail=thumb),
-    ))
+    return ok(
+        StreamMetadata(
+            stream_id=stream.stream_id,
+            is_live=True,
+            stream_health=StreamHealth(stream.health),
+            started_at=utc_seconds(stream.started_at),
+            uptime_seconds=up,
+            uptime_formatted=uptime(up),
+            latency_mode=LatencyMode(stream.latency_mode),
+            bitrate_kbps=stream.bitrate_kbps,
+            resolution=stream.resolution,
+            frame_rate=stream.frame_rate,
+            cdn=Cdn(
+                provider=stream.cdn_provider,
+                region=stream.cdn_region,
+                edge_location=stream.cdn_edge_location,
+            ),
+            drm=Drm(
+                enabled=stream.drm_enabled, type=stream.drm_type, license_url=stream.drm_license_url
+            ),
+            stream_urls=StreamUrls(hls=hls, dvr=dvr, thumbnail=thumb),
+        )
+    )
 
 
 async def live_qualities(request: web.Request) -> web.Response:
@@ -255,8 +311,13 @@ async def live_qualities(request: web.Request) -> web.Response:
     await snapshot(request)
     session = await owned_session(request, caller, query.session_id)
     require_live_session(session, now_utc())
-    return ok(SessionQualities(session_id=session.session_id, current_quality=Quality(session.quality),
-                               available_qualities=quality_options()))
+    return ok(
+        SessionQualities(
+            session_id=session.session_id,
+            current_quality=Quality(session.quality),
+            available_qualities=quality_options(),
+        )
+    )
 
 
 def setup(app: web.Application) -> None:

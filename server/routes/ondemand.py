@@ -24,13 +24,21 @@ from store.content import ContentRow
 def _item(row: ContentRow, cdn: str) -> ContentItem:
     is_ppv = row.type == ContentType.PPV
     return ContentItem(
-        content_id=row.content_id, type=ContentType(row.type), title=row.title,
-        thumbnail_url=row.thumbnail_url or urls.content_thumbnail_url(cdn, row.type, row.content_id),
-        duration_seconds=row.duration_seconds, duration_formatted=clock_duration(row.duration_seconds),
-        season=row.season, episode_number=row.episode_number,
-        is_free=row.type == ContentType.FREE, is_locked=not row.unlocked,
-        views=row.views, views_formatted=compact_count(row.views),
-        price=row.price if is_ppv else None, currency=row.currency if is_ppv else None,
+        content_id=row.content_id,
+        type=ContentType(row.type),
+        title=row.title,
+        thumbnail_url=row.thumbnail_url
+        or urls.content_thumbnail_url(cdn, row.type, row.content_id),
+        duration_seconds=row.duration_seconds,
+        duration_formatted=clock_duration(row.duration_seconds),
+        season=row.season,
+        episode_number=row.episode_number,
+        is_free=row.type == ContentType.FREE,
+        is_locked=not row.unlocked,
+        views=row.views,
+        views_formatted=compact_count(row.views),
+        price=row.price if is_ppv else None,
+        currency=row.currency if is_ppv else None,
         stream_url=urls.content_stream_url(cdn, row.type, row.content_id) if row.unlocked else None,
     )
 
@@ -45,15 +53,24 @@ async def ondemand(request: web.Request) -> web.Response:
     if await channels.get_creator(pool, creator_id) is None:
         raise NotFound("Creator not found", field="creator_id")
     found = await content.list_content(
-        pool, creator_id,
+        pool,
+        creator_id,
         content_type=None if query.type == ContentFilter.ALL else query.type.value,
-        season=query.season, page=query.page, limit=query.limit,
+        season=query.season,
+        page=query.page,
+        limit=query.limit,
         user_id=caller.user_id if caller else None,
         sees_all=caller is not None and (caller.is_admin or caller.user_id == creator_id),
     )
-    return ok(OnDemandPage(creator_id=creator_id, total=found.total, page=query.page,
-                           limit=query.limit,
-                           content=[_item(row, settings.cdn_base_url) for row in found.items]))
+    return ok(
+        OnDemandPage(
+            creator_id=creator_id,
+            total=found.total,
+            page=query.page,
+            limit=query.limit,
+            content=[_item(row, settings.cdn_base_url) for row in found.items],
+        )
+    )
 
 
 def setup(app: web.Application) -> None:

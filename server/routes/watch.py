@@ -93,17 +93,25 @@ async def start_watch(request: web.Request) -> web.Response:
     snap = await snapshot(request)
     channel = channel_of(snap)
     if body.channel_id != channel.channel_id:
-        raise Unprocessable(f"channel_id {body.channel_id!r} is not the channel of "
-                            f"{snap.creator.creator_id}", field="channel_id")
+        raise Unprocessable(
+            f"channel_id {body.channel_id!r} is not the channel of {snap.creator.creator_id}",
+            field="channel_id",
+        )
     stream = live_stream_of(snap)
     pool = pool_of(request)
     await require_entitled(pool, caller, channel)
     try:
         session, swept = await sessions.create_session(
-            pool, user_id=caller.user_id, creator_id=snap.creator.creator_id,
-            channel_id=channel.channel_id, stream_id=stream.stream_id,
-            device_type=body.device_type, quality=body.quality, timezone=body.timezone,
-            ttl=settings.session_ttl, max_age=settings.session_max_age,
+            pool,
+            user_id=caller.user_id,
+            creator_id=snap.creator.creator_id,
+            channel_id=channel.channel_id,
+            stream_id=stream.stream_id,
+            device_type=body.device_type,
+            quality=body.quality,
+            timezone=body.timezone,
+            ttl=settings.session_ttl,
+            max_age=settings.session_max_age,
             limit=settings.max_concurrent_sessions,
         )
     except sessions.ConcurrentLimitReached:
@@ -119,31 +127,57 @@ async def start_watch(request: web.Request) -> web.Response:
     await sessions.report_viewers(pool, session.session_id, counts.watching_now)
     now = now_utc()
     day_start, day_end = local_day_bounds(now, body.timezone)
-    programs = await channels.programs_between(pool, channel.channel_id, day_start,
-                                               day_end + timedelta(days=1))
+    programs = await channels.programs_between(
+        pool, channel.channel_id, day_start, day_end + timedelta(days=1)
+    )
     hls, dvr, thumb = stream_urls(settings.cdn_base_url, stream, body.quality)
     token = await request.app[SIGNER].mint_for(
-        channel.channel_id, stream_id=stream.stream_id, session_id=session.session_id,
-        user_id=caller.user_id, quality=body.quality)
-    return ok(WatchStarted(
-        session=SessionInfo(session_id=session.session_id, started_at=utc_seconds(session.started_at),
-                            expires_at=utc_seconds(session.expires_at),
-                            heartbeat_interval_seconds=settings.heartbeat_interval,
-                            device_type=DeviceType(session.device_type)),
-        stream=WatchStream(stream_id=stream.stream_id, stream_url=hls, dvr_url=dvr, thumbnail_url=thumb,
-                           quality=Quality(session.quality), available_qualities=quality_bitrates(),
-                           token=token.token, token_expires_at=token.expires_at,
-                           latency_mode=LatencyMode(stream.latency_mode)),
-        channel=ChannelBrief(channel_id=channel.channel_id, channel_name=channel.channel_name,
-                             channel_number=channel.channel_number, is_live=True),
-        creator=CreatorBrief(id=snap.creator.creator_id, name=snap.creator.name,
-                             is_verified=snap.creator.is_verified),
-        viewers=WatchViewers(watching_now=counts.watching_now,
-                             watching_now_formatted=compact_count(counts.watching_now),
-                             peak_today=counts.peak_today,
-                             peak_today_formatted=compact_count(counts.peak_today)),
-        epg=watch_epg(programs, now, body.timezone),
-    ))
+        channel.channel_id,
+        stream_id=stream.stream_id,
+        session_id=session.session_id,
+        user_id=caller.user_id,
+        quality=body.quality,
+    )
+    return ok(
+        WatchStarted(
+            session=SessionInfo(
+                session_id=session.session_id,
+                started_at=utc_seconds(session.started_at),
+                expires_at=utc_seconds(session.expires_at),
+                heartbeat_interval_seconds=settings.heartbeat_interval,
+                device_type=DeviceType(session.device_type),
+            ),
+            stream=WatchStream(
+                stream_id=stream.stream_id,
+                stream_url=hls,
+                dvr_url=dvr,
+                thumbnail_url=thumb,
+                quality=Quality(session.quality),
+                available_qualities=quality_bitrates(),
+                token=token.token,
+                token_expires_at=token.expires_at,
+                latency_mode=LatencyMode(stream.latency_mode),
+            ),
+            channel=ChannelBrief(
+                channel_id=channel.channel_id,
+                channel_name=channel.channel_name,
+                channel_number=channel.channel_number,
+                is_live=True,
+            ),
+            creator=CreatorBrief(
+                id=snap.creator.creator_id,
+                name=snap.creator.name,
+                is_verified=snap.creator.is_verified,
+            ),
+            viewers=WatchViewers(
+                watching_now=counts.watching_now,
+                watching_now_formatted=compact_count(counts.watching_now),
+                peak_today=counts.peak_today,
+                peak_today_formatted=compact_count(counts.peak_today),
+            ),
+            epg=watch_epg(programs, now, body.timezone),
+        )
+    )
 
 
 async def change_quality(request: web.Request) -> web.Response:
@@ -154,8 +188,9 @@ async def change_quality(request: web.Request) -> web.Response:
     await snapshot(request)
     session = await owned_session(request, caller, body.session_id)
     require_live_session(session, now_utc())
-    changed = await sessions.update_session(pool_of(request), session.session_id,
-                                            quality=body.quality, device_type=body.device_type)
+    changed = await sessions.update_session(
+        pool_of(request), session.session_id, quality=body.quality, device_type=body.device_type
+    )
     if changed is None:  # ended between the read and the update
         raise Conflict("Watch session has ended", field="session_id")
     events = request.app[EVENTS]
@@ -163,13 +198,21 @@ async def change_quality(request: web.Request) -> web.Response:
     if changed.device_type != session.device_type:
         await notify(events.viewers_changed(changed.channel_id))
     token = await request.app[SIGNER].mint_for(
-        changed.channel_id, stream_id=changed.stream_id, session_id=changed.session_id,
-        user_id=changed.user_id, quality=changed.quality)
-    return ok(QualityChanged(
-        session_id=changed.session_id, quality=Quality(changed.quality),
-        stream_url=urls.stream_url(settings.cdn_base_url, changed.stream_id, changed.quality),
-        token=token.token, token_expires_at=token.expires_at,
-    ))
+        changed.channel_id,
+        stream_id=changed.stream_id,
+        session_id=changed.session_id,
+        user_id=changed.user_id,
+        quality=changed.quality,
+    )
+    return ok(
+        QualityChanged(
+            session_id=changed.session_id,
+            quality=Quality(changed.quality),
+            stream_url=urls.stream_url(settings.cdn_base_url, changed.stream_id, changed.quality),
+            token=token.token,
+            token_expires_at=token.expires_at,
+        )
+    )
 
 
 async def end_watch(request: web.Request) -> web.Response:
@@ -185,10 +228,15 @@ async def end_watch(request: web.Request) -> web.Response:
         await notify(events.session_ended(ended.channel_id, ended.session_id, "user_exit"))
         await notify(events.viewers_changed(ended.channel_id))
     seconds = max(0, int((ended.ended_at - ended.started_at).total_seconds()))
-    return ok(SessionEnded(session_id=ended.session_id, watch_duration_seconds=seconds,
-                           watch_duration_formatted=clock_duration(seconds),
-                           ended_at=utc_seconds(ended.ended_at)),
-              message="Watch session ended")
+    return ok(
+        SessionEnded(
+            session_id=ended.session_id,
+            watch_duration_seconds=seconds,
+            watch_duration_formatted=clock_duration(seconds),
+            ended_at=utc_seconds(ended.ended_at),
+        ),
+        message="Watch session ended",
+    )
 
 
 async def heartbeat(request: web.Request) -> web.Response:
@@ -213,9 +261,14 @@ async def heartbeat(request: web.Request) -> web.Response:
         raise NotFound(SESSION_NOT_FOUND, field="session_id")
     counts = await cache.counts(snap.channel.channel_id)
     pool = pool_of(request)
-    beat = await request.app[BEATS].beat(sessions.BeatRequest(
-        query.session_id, None if caller.is_admin else caller.user_id, creator_id,
-        counts.watching_now))
+    beat = await request.app[BEATS].beat(
+        sessions.BeatRequest(
+            query.session_id,
+            None if caller.is_admin else caller.user_id,
+            creator_id,
+            counts.watching_now,
+        )
+    )
     if beat is None or beat.session.creator_id != creator_id:
         raise NotFound(SESSION_NOT_FOUND, field="session_id")
     session = beat.session
@@ -240,21 +293,35 @@ async def heartbeat(request: web.Request) -> web.Response:
             stream = await channels.get_stream(pool, session.stream_id)
         assert stream is not None
         token = await request.app[SIGNER].mint_for(
-            session.channel_id, stream_id=session.stream_id, session_id=session.session_id,
-            user_id=session.user_id, quality=session.quality)
-        stream_info = HeartbeatStream(stream_id=stream.stream_id, is_live=stream.is_live,
-                                      health=StreamHealth(stream.health), token=token.token,
-                                      token_expires_at=token.expires_at)
-    return ok(Heartbeat(
-        session_id=session.session_id, session_valid=reason is None, reason=reason,
-        expires_at=utc_seconds(session.expires_at),
-        next_heartbeat_seconds=settings.heartbeat_interval if reason is None else 0,
-        stream=stream_info,
-        viewers=ViewersDelta(watching_now=counts.watching_now,
-                             watching_now_formatted=compact_count(counts.watching_now),
-                             delta=counts.watching_now - beat.previous),
-        epg=epg,
-    ))
+            session.channel_id,
+            stream_id=session.stream_id,
+            session_id=session.session_id,
+            user_id=session.user_id,
+            quality=session.quality,
+        )
+        stream_info = HeartbeatStream(
+            stream_id=stream.stream_id,
+            is_live=stream.is_live,
+            health=StreamHealth(stream.health),
+            token=token.token,
+            token_expires_at=token.expires_at,
+        )
+    return ok(
+        Heartbeat(
+            session_id=session.session_id,
+            session_valid=reason is None,
+            reason=reason,
+            expires_at=utc_seconds(session.expires_at),
+            next_heartbeat_seconds=settings.heartbeat_interval if reason is None else 0,
+            stream=stream_info,
+            viewers=ViewersDelta(
+                watching_now=counts.watching_now,
+                watching_now_formatted=compact_count(counts.watching_now),
+                delta=counts.watching_now - beat.previous,
+            ),
+            epg=epg,
+        )
+    )
 
 
 def setup(app: web.Application) -> None:
