@@ -24,6 +24,7 @@ import msgspec
 
 from protocol.errors import Unprocessable
 from protocol.format import clock_duration, iso_utc, parse_iso_utc
+from protocol.limits import INT32_MAX, FiniteNonNegative
 
 __all__ = [
     "EVENT_TYPES",
@@ -56,7 +57,6 @@ __all__ = [
 MAX_EVENTS_PER_BATCH: Final = 500
 MAX_METADATA_BYTES: Final = 4096  # encoded JSON of one event's metadata
 MAX_ID_LENGTH: Final = 128
-INT32_MAX: Final = 2_147_483_647
 MAX_WATCH_SECONDS: Final = 31 * 24 * 3600  # a session longer than a month is a client bug
 
 Platform = Literal["web", "ios", "android", "roku", "firetv", "appletv"]
@@ -91,7 +91,7 @@ Text = Annotated[str, msgspec.Meta(max_length=1024)]
 Timestamp = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=INT32_MAX)]
 Seconds = Annotated[int, msgspec.Meta(ge=0, le=MAX_WATCH_SECONDS)]
-NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+NonNegative = FiniteNonNegative
 Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
 
 # Reasons in `rejected_events`: fixed strings, so players can switch on them.

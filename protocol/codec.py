@@ -7,10 +7,12 @@ from typing import Any, Final, TypeVar
 import msgspec
 
 from protocol.errors import BadRequest, Unprocessable
+from protocol.limits import check_decoded
 
 T = TypeVar("T")
 
 encoder: Final = msgspec.json.Encoder()
+TOO_DEEP: Final = "JSON nested too deeply"
 
 
 def encode(obj: Any) -> bytes:
@@ -42,18 +44,27 @@ def _unprocessable(err: msgspec.ValidationError) -> Unprocessable:
 
 
 def decode(data: bytes | str, type_: type[T]) -> T:
-    """Decode JSON into `type_`; raise 400 for malformed JSON, 422 naming the field for bad values."""
+    """Decode JSON into `type_`; raise 400 for malformed or too deeply nested JSON, 422 naming
+    the field for bad values, including those the store could not hold (protocol.limits)."""
     try:
-        return msgspec.json.decode(data, type=type_)
+        value = msgspec.json.decode(data, type=type_)
+        check_decoded(value)
     except msgspec.ValidationError as err:
         raise _unprocessable(err) from None
     except msgspec.DecodeError as err:
         raise BadRequest(f"Malformed JSON body: {err}", field="body") from None
+    except RecursionError:
+        raise BadRequest(TOO_DEEP, field="body") from None
+    return value
 
 
 def convert(obj: Any, type_: type[T]) -> T:
     """Like `decode` for already-parsed values (query strings), with `str_keys` coercion."""
     try:
-        return msgspec.convert(obj, type=type_, strict=False)
+        value = msgspec.convert(obj, type=type_, strict=False)
+        check_decoded(value)
     except msgspec.ValidationError as err:
         raise _unprocessable(err) from None
+    except RecursionError:
+        raise BadRequest(TOO_DEEP, field="body") from None
+    return value

@@ -100,3 +100,4 @@ class CloseCode(enum.IntEnum):
     SESSION_NOT_FOUND = 4004  # unknown or not live: create a new session (POST watch)
     TOO_SLOW = 4008  # the client fell too far behind: reconnect and resume
     SESSION_ENDED = 4009  # ended elsewhere or expired: do not reconnect this session
+    RATE_LIMITED = 4029  # kept sending past its message budget: reconnect after a back-off

@@ -11,6 +11,7 @@ from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from protocol.errors import Unprocessable
+from protocol.limits import EARLIEST, LATEST, is_zone
 
 __all__ = [
     "UnknownTimezone",
@@ -49,12 +50,15 @@ class UnknownTimezone(Unprocessable, ValueError):
 def zone(tz: str) -> ZoneInfo:
     """The IANA zone `tz`; raises `UnknownTimezone` for any name that is not one.
 
-    Malformed keys (empty, absolute or relative paths) are reported the same way
-    as well-formed unknown ones, so callers need to catch one error only.
+    Only names of the zone database count: malformed keys, paths, zone
+    directories ("America") and data files are reported like unknown names,
+    so callers need to catch one error only.
     """
+    if not is_zone(tz):
+        raise UnknownTimezone(tz)
     try:
         return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise UnknownTimezone(tz) from exc
 
 
@@ -136,8 +140,9 @@ def iso_utc(at: datetime) -> str:
 def parse_iso_utc(s: str) -> datetime:
     """An aware UTC datetime from ISO 8601 text with "Z" or a numeric offset.
 
-    Raises ValueError for text that is not ISO 8601 or carries no offset: a
-    missing offset is refused rather than guessed.
+    Raises ValueError for text that is not ISO 8601, carries no offset (a
+    missing offset is refused rather than guessed) or lies outside the
+    window of protocol.limits.
     """
     try:
         parsed = datetime.fromisoformat(s)
@@ -145,7 +150,12 @@ def parse_iso_utc(s: str) -> datetime:
         raise ValueError(f"not an ISO 8601 timestamp: {s!r}") from exc
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError(f"timestamp has no UTC offset: {s!r}")
-    return parsed.astimezone(UTC)
+    try:
+        if EARLIEST <= parsed < LATEST:
+            return parsed.astimezone(UTC)
+    except OverflowError:
+        pass
+    raise ValueError(f"timestamp outside {EARLIEST.year}..{LATEST.year - 1}: {s!r}")
 
 
 def local_date(at: datetime, tz: str) -> str:

@@ -34,6 +34,7 @@ import msgspec
 
 from protocol.codec import decode
 from protocol.format import compact_count
+from protocol.limits import INT64_MAX, FiniteNonNegative, NonNegative
 from protocol.rest import EpgCurrent, EpgNext, HeartbeatEpg, Quality
 
 __all__ = [
@@ -206,7 +207,7 @@ class Resume(_Client, tag="resume", kw_only=True, frozen=True):
     """The client's position; answered by `hello` unless it is exactly up to date."""
 
     epoch: Annotated[str, msgspec.Meta(max_length=64)]
-    last_seq: Annotated[int, msgspec.Meta(ge=0)]
+    last_seq: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 
 
 class PlayerState(enum.StrEnum):
@@ -220,9 +221,9 @@ class Playback(_Client, tag="playback", kw_only=True, frozen=True):
     """Optional player telemetry; accepted and counted, not answered."""
 
     state: PlayerState
-    position_seconds: Annotated[float, msgspec.Meta(ge=0)] | None = None
-    bitrate_kbps: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    buffer_seconds: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    position_seconds: FiniteNonNegative | None = None
+    bitrate_kbps: NonNegative | None = None
+    buffer_seconds: FiniteNonNegative | None = None
 
 
 ClientMessage = QualityRequest | Resume | Playback

@@ -24,6 +24,7 @@ import msgspec
 
 from protocol import epg
 from protocol.format import clock_time, local_date, require_aware
+from protocol.limits import BigNonNegative, NonNegative, Positive
 from protocol.urls import QUALITY_LADDER
 
 # --- enums and constrained scalars -------------------------------------------------------
@@ -93,8 +94,6 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 TimezoneName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Url = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
-Positive = Annotated[int, msgspec.Meta(ge=1)]
-NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 
 
 def utc_seconds(at: datetime) -> datetime:
@@ -650,7 +649,7 @@ class ContentIn(msgspec.Struct, kw_only=True, frozen=True):
     duration_seconds: NonNegative
     season: Positive | None = None
     episode_number: Positive | None = None
-    views: NonNegative = 0
+    views: BigNonNegative = 0
     price: Price | None = None
     currency: Currency | None = None
     thumbnail_url: Url | None = None
@@ -663,7 +662,7 @@ class ContentPatch(msgspec.Struct, kw_only=True, frozen=True):
     duration_seconds: NonNegative | msgspec.UnsetType = msgspec.UNSET
     season: Positive | None | msgspec.UnsetType = msgspec.UNSET
     episode_number: Positive | None | msgspec.UnsetType = msgspec.UNSET
-    views: NonNegative | msgspec.UnsetType = msgspec.UNSET
+    views: BigNonNegative | msgspec.UnsetType = msgspec.UNSET
     price: Price | None | msgspec.UnsetType = msgspec.UNSET
     currency: Currency | None | msgspec.UnsetType = msgspec.UNSET
     thumbnail_url: Url | None | msgspec.UnsetType = msgspec.UNSET

@@ -60,7 +60,9 @@ def create_app(settings: Settings) -> web.Application:
     from server import metrics, openapi, realtime
     from server.routes import admin, analytics, live, ondemand, watch
 
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body)
+    app = web.Application(
+        middlewares=[error_middleware(settings.request_timeout)], client_max_size=settings.max_body
+    )
     app[SETTINGS] = settings
     app[EVENTS] = NoEvents()
     app.cleanup_ctx.append(_pg_ctx)

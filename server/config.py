@@ -40,7 +40,17 @@ class Settings:
     ws_soft_limit: int = 256 * 1024  # unsent bytes past which `viewers` messages are skipped
     ws_hard_limit: int = 1024 * 1024  # unsent bytes past which the socket is closed with 4008
     ws_max_message: int = 16 * 1024
+    # Client frames per socket: `ws_message_rate` per second with bursts of `ws_message_burst`;
+    # past it `error` 429, and after `ws_message_burst` refusals in a row, close 4029.
+    ws_message_rate: float = 5.0
+    ws_message_burst: int = 20
     max_body: int = 1024 * 1024
+    # A REST request not answered within this many seconds gets 503 + Retry-After.
+    request_timeout: float = 10.0
+    # Bytes of request bodies that analytics ingest may hold while waiting for commits.
+    analytics_max_pending_bytes: int = 64 * 1024 * 1024
+    # A new connection must send its first complete request headers within this many seconds.
+    header_timeout: float = 10.0
     workers: int = 1
     instance_id: str = ""
     pg_pool_min: int = 2

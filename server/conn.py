@@ -27,6 +27,8 @@ from store.sessions import WatchSession
 
 class Conn:
     __slots__ = (
+        "budget",
+        "budget_at",
         "channel_id",
         "close_task",
         "closing",
@@ -39,6 +41,7 @@ class Conn:
         "last_rx",
         "ping_sent",
         "quality",
+        "refused",
         "session_id",
         "started_at",
         "stream_id",
@@ -83,9 +86,31 @@ class Conn:
         # Channel events up to (hello_epoch, hello_seq) are in the last snapshot sent.
         self.hello_epoch = ""
         self.hello_seq = -1
+        # Client message budget (token bucket on the loop clock) and refusals in a row.
+        self.budget = -1.0  # negative: full on first use
+        self.budget_at = now
+        self.refused = 0
         # Set once a close was started; the hub writes nothing more after that.
         self.closing = False
         self.close_task: asyncio.Task[None] | None = None
+
+    def spend(self, now: float, rate: float, burst: float) -> bool:
+        """Take one client message from the bucket (`rate` per second, `burst` deep).
+
+        False when it is empty: the caller answers `error` 429, and counts the
+        refusal in `refused` (reset by the next message that fits).
+        """
+        if self.budget < 0:
+            self.budget = burst
+        else:
+            self.budget = min(burst, self.budget + (now - self.budget_at) * rate)
+        self.budget_at = now
+        if self.budget >= 1.0:
+            self.budget -= 1.0
+            self.refused = 0
+            return True
+        self.refused += 1
+        return False
 
     def cancel_timers(self) -> None:
         """Disarm the token refresh (the clock drops a disarmed entry when it comes due)."""

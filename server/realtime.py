@@ -72,7 +72,7 @@ from server.timers import ChannelDuties, Liveness, SessionKeeper, TokenClock
 from store.bus import Bus, RedisBus, make_redis
 from store.bus_local import LocalBus
 from store.channels import Stream, get_live_stream, programs_between
-from store.errors import StoreUnavailable
+from store.errors import StoreError, StoreUnavailable
 from store.keys import Keys
 from store.lease import (
     Leases,
@@ -403,7 +403,7 @@ class Realtime:
                 continue
             try:
                 snap = await self.snapshot(room, reuse=False)
-            except (StoreUnavailable, OSError, asyncpg.PostgresError) as err:
+            except StoreError as err:
                 log.warning("resync of %s failed: %r", room.channel_id, err)
                 continue
             room.stream_id = snap.stream.stream_id if snap.stream else None
@@ -502,12 +502,34 @@ class Realtime:
         self.hub.send(conn, "error", encode_server(msg))
 
     async def on_text(self, conn: Conn, data: str) -> None:
-        """Handle one client frame; a bad one is answered with `error`, never a close."""
+        """Handle one client frame; a bad one is answered with `error`, never a close.
+
+        Each socket has a message budget (a token bucket): past it the frame is
+        answered `error` 429 unread, and a socket that keeps sending after
+        `ws_message_burst` refusals in a row is closed with 4029, so a flooding
+        client costs the others one refused frame, not a database write.
+        """
+        settings = self.settings
+        if not conn.spend(
+            asyncio.get_running_loop().time(), settings.ws_message_rate, settings.ws_message_burst
+        ):
+            if conn.refused > settings.ws_message_burst:
+                self.hub.close(conn, CloseCode.RATE_LIMITED, "too many messages")
+            else:
+                self.client_error(conn, 429, "Too many messages: slow down", "type")
+            return
         try:
             msg: ClientMessage = decode_client(data)
         except ApiError as err:
             self.client_error(conn, err.status, err.message, err.field)
             return
+        try:
+            await self._client_message(conn, msg)
+        except StoreError as err:
+            log.warning("client message of %s failed: %s", conn.session_id, err.message)
+            self.client_error(conn, 503, "Temporarily unavailable: retry shortly", None)
+
+    async def _client_message(self, conn: Conn, msg: ClientMessage) -> None:
         self.hub.stats.client_messages[type(msg).__struct_config__.tag] += 1  # type: ignore[index]
         match msg:
             case QualityRequest(quality=quality):
@@ -771,7 +793,7 @@ class Realtime:
         """REST already committed: a failure to notify is logged, not turned into a 5xx."""
         try:
             await coro
-        except (StoreUnavailable, OSError, asyncpg.PostgresError) as err:
+        except StoreError as err:
             log.warning("%s(%s) not published: %r", what, channel_id, err)
 
 

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import uvloop
-from aiohttp import web
 
 from server.config import Settings
+from server.serving import serve
 from store.embedded import EmbeddedPostgres, EmbeddedValkey
 from store.pg import create_pool, migrate
 
@@ -86,16 +86,19 @@ def run_instance(settings: Settings, *, reuse_port: bool = False) -> None:
     settings.warn_if_insecure()
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        reuse_port=reuse_port,
-        loop=loop,
-        print=lambda _: log.info("serving on %s:%s", settings.host, settings.port),
-        shutdown_timeout=10.0,
-        access_log=None,
-    )
+    try:
+        serve(
+            loop,
+            create_app(settings),
+            settings.host,
+            settings.port,
+            reuse_port=reuse_port,
+            header_timeout=settings.header_timeout,
+        )
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 def run_serve(settings: Settings, *, demo: bool = True) -> int:

@@ -38,13 +38,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
-import asyncpg
-
 from protocol.epg import next_boundary
 from server.conn import Conn
 from server.hub import Hub
 from store.channels import programs_between
-from store.errors import StoreUnavailable
+from store.errors import StoreError, StoreUnavailable
 from store.keys import LEASE_RENEW, LEASE_TTL
 from store.sessions import get_session, touch_sessions
 
@@ -65,7 +63,7 @@ EPG_SPAN: Final = timedelta(hours=48)
 TOUCH_BATCH: Final = 5000
 _BACKOFF_MAX: Final = 10.0
 
-_FAILURES: Final = (StoreUnavailable, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_FAILURES: Final = (StoreError, OSError)
 
 
 def stop_if_cancelled() -> None:

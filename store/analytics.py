@@ -30,7 +30,7 @@ or at their start if they never sent one; their watch time is that span.
 
 A batch that fails on bad data (e.g. a NUL character PostgreSQL refuses) is
 retried one request per transaction, so one bad request cannot fail its
-neighbours; that request gets `StoreDataError` (a 422).
+neighbours; that request gets `RejectedData` (a 422).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from protocol.analytics import (
     SessionStart,
     StreamTotals,
 )
-from store.errors import StoreUnavailable
+from store.errors import RejectedData, StoreError, StoreUnavailable, edge, translate
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,9 @@ __all__ = [
     "EndResult",
     "EventsOp",
     "HeartbeatOp",
+    "SessionOwner",
     "StartOp",
-    "StoreDataError",
+    "session_owner",
     "stream_creator",
     "stream_minutes",
     "stream_totals",
@@ -80,20 +81,7 @@ MAX_BACKOFF: Final = 0.5
 COMMIT_TRIES: Final = 3
 # Lost races between writers on several instances: retried at once, the batch is idempotent.
 _RETRY_AT_ONCE: Final = (asyncpg.TransactionRollbackError,)
-# The database cannot be reached or refuses work right now.
-_UNAVAILABLE: Final = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.InsufficientResourcesError,
-)
 _json: Final = msgspec.json.Encoder()
-
-
-class StoreDataError(Exception):
-    """PostgreSQL refused a request's values (not the batch's fault); the client must fix them."""
 
 
 def _text(raw: bytes) -> str:
@@ -664,7 +652,7 @@ class AnalyticsWriter:
     """The process's single analytics writer: group commit with a future per request.
 
     `submit` returns once the op's transaction committed, or raises
-    `StoreUnavailable` (nothing acknowledged; retry) or `StoreDataError`. Pending
+    `StoreUnavailable` (nothing acknowledged; retry) or `RejectedData`. Pending
     rows are capped at `max_pending_rows`: past it `submit` fails at once with
     `StoreUnavailable` instead of queueing without bound. `run` never dies of a
     database error: it logs, fails that batch's futures, backs off (capped) and
@@ -779,20 +767,24 @@ class AnalyticsWriter:
                 stored = await self._transaction(ops)
             except _RETRY_AT_ONCE as err:
                 error = err
-            except _UNAVAILABLE as err:
-                error = err
-                if attempt > 0:
-                    # One quick retry only: the first failure is often a pooled connection
-                    # the database dropped; a second means the database is really away.
-                    break
-            except asyncpg.PostgresError as err:
-                log.warning("analytics batch refused (%r); writing its requests one by one", err)
-                await self._commit_each(batch)
-                return
             except Exception as err:
+                failure = translate(err)
+                if isinstance(failure, StoreUnavailable):
+                    error = err
+                    if attempt > 0:
+                        # One quick retry only: the first failure is often a pooled connection
+                        # the database dropped; a second means the database is really away.
+                        break
+                    continue
+                if isinstance(failure, RejectedData) or isinstance(err, asyncpg.PostgresError):
+                    log.warning(
+                        "analytics batch refused (%r); writing its requests one by one", err
+                    )
+                    await self._commit_each(batch)
+                    return
                 log.exception("analytics batch failed")
                 self.failed_batches += 1
-                self._fail(batch, err)
+                self._fail(batch, failure)
                 return
             else:
                 self._resolve(batch, stored)
@@ -807,13 +799,11 @@ class AnalyticsWriter:
         for item in batch:
             try:
                 stored = await self._transaction([item.op])
-            except (*_UNAVAILABLE, *_RETRY_AT_ONCE) as err:
-                self._fail([item], StoreUnavailable(f"analytics storage unavailable: {err!r}"))
-            except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as err:
-                self._fail([item], StoreDataError(str(err)))
             except Exception as err:
-                log.exception("analytics write failed")
-                self._fail([item], err)
+                failure = translate(err, field="body")
+                if type(failure) is StoreError:
+                    log.exception("analytics write failed")
+                self._fail([item], failure)
             else:
                 self._resolve([item], stored)
 
@@ -860,6 +850,7 @@ where ended_at is null and last_seen_at < $2
 """
 
 
+@edge
 async def sweep(pool: asyncpg.Pool, *, now: datetime, timeout: float) -> int:
     """Close sessions with no message for `timeout` seconds (by `now`); return how many.
 
@@ -1002,6 +993,7 @@ order by m.minute
 """
 
 
+@edge
 async def stream_totals(
     conn: asyncpg.Connection, stream_id: str, *, gap_cap: float
 ) -> StreamTotals:
@@ -1033,6 +1025,7 @@ async def stream_totals(
     )
 
 
+@edge
 async def stream_minutes(
     conn: asyncpg.Connection, stream_id: str, *, now: datetime
 ) -> list[MinuteTotals]:
@@ -1061,6 +1054,7 @@ group by creator_id order by count(*) desc, creator_id limit 1
 """
 
 
+@edge
 async def stream_creator(conn: asyncpg.Connection, stream_id: str) -> str | None:
     """Who owns `stream_id`: the platform's streams/channels tables when they know the stream
     (players cannot forge that), else the creator_id most of its analytics sessions report.
@@ -1073,3 +1067,30 @@ async def stream_creator(conn: asyncpg.Connection, stream_id: str) -> str | None
         return str(owner)
     reported = await conn.fetchval(_REPORTED_CREATOR_SQL, stream_id, timeout=STATEMENT_TIMEOUT)
     return None if reported is None else str(reported)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOwner:
+    """Who started an analytics session: the user, or for a guest the device."""
+
+    user_id: str | None
+    device_id: str | None
+
+    def admits(self, user_id: str | None, device_id: str | None) -> bool:
+        """A user's session takes that user only; a guest's session that guest device only."""
+        if self.user_id is not None:
+            return user_id == self.user_id
+        return user_id is None and (self.device_id is None or device_id == self.device_id)
+
+
+@edge
+async def session_owner(pool: asyncpg.Pool, session_id: str) -> SessionOwner | None:
+    """The owner of `session_id`, or None while the server has never heard of it."""
+    record = await pool.fetchrow(
+        "select user_id, device_id from analytics_sessions where session_id = $1",
+        session_id,
+        timeout=STATEMENT_TIMEOUT,
+    )
+    if record is None:
+        return None
+    return SessionOwner(user_id=record["user_id"], device_id=record["device_id"])

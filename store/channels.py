@@ -5,8 +5,8 @@ stream in one query (what endpoints 28–36 start from); `get_live_stream` and
 `programs_between` serve the websocket layer too.
 
 Write side (admin API): each call is one statement or one transaction and
-reports driver errors as `Duplicate` (a unique key exists) or `Missing` (a
-referenced row does not), each naming the field. A channel has at most one
+reports driver errors as store.errors `Conflict` (a unique key exists),
+`NotFound` (a referenced row does not) or `RejectedData`, each naming the field. A channel has at most one
 live stream (a partial unique index); `go_offline` ends the stream and all
 its live watch sessions (reason "stream_offline") in the same statement.
 
@@ -26,14 +26,12 @@ import asyncpg
 import msgspec
 
 from protocol.epg import Program
+from store.errors import Conflict, NotFound, RejectedData, edge, translate
 
 __all__ = [
     "Channel",
     "ChannelSnapshot",
     "Creator",
-    "Duplicate",
-    "Invalid",
-    "Missing",
     "Stream",
     "channel_snapshot",
     "create_channel",
@@ -57,30 +55,6 @@ __all__ = [
     "user_state",
     "write_one",
 ]
-
-
-class Duplicate(Exception):
-    """A row with this key already exists (or the channel is already live); `field` names it."""
-
-    def __init__(self, message: str, field: str) -> None:
-        super().__init__(message)
-        self.field: Final = field
-
-
-class Missing(Exception):
-    """A referenced row does not exist; `field` names the reference."""
-
-    def __init__(self, message: str, field: str) -> None:
-        super().__init__(message)
-        self.field: Final = field
-
-
-class Invalid(Exception):
-    """A row breaks a table constraint (e.g. a PPV item without a price); `field` names it."""
-
-    def __init__(self, message: str, field: str) -> None:
-        super().__init__(message)
-        self.field: Final = field
 
 
 class Creator(msgspec.Struct, kw_only=True, frozen=True):
@@ -183,6 +157,7 @@ def _program(record: Mapping[str, Any]) -> Program:
     return Program(**_pick(record, PROGRAM_COLUMNS))
 
 
+@edge
 async def get_creator(pool: asyncpg.Pool, creator_id: str) -> Creator | None:
     record = await pool.fetchrow(
         f"select {_cols(CREATOR_COLUMNS)} from creators where creator_id = $1", creator_id
@@ -190,6 +165,7 @@ async def get_creator(pool: asyncpg.Pool, creator_id: str) -> Creator | None:
     return Creator(**dict(record)) if record else None
 
 
+@edge
 async def get_channel(pool: asyncpg.Pool, channel_id: str) -> Channel | None:
     record = await pool.fetchrow(
         f"select {_cols(CHANNEL_COLUMNS)} from channels where channel_id = $1", channel_id
@@ -197,6 +173,7 @@ async def get_channel(pool: asyncpg.Pool, channel_id: str) -> Channel | None:
     return Channel(**dict(record)) if record else None
 
 
+@edge
 async def get_live_stream(pool: asyncpg.Pool, channel_id: str) -> Stream | None:
     """The channel's live stream, or None when it is offline."""
     record = await pool.fetchrow(
@@ -206,6 +183,7 @@ async def get_live_stream(pool: asyncpg.Pool, channel_id: str) -> Stream | None:
     return Stream(**dict(record)) if record else None
 
 
+@edge
 async def get_stream(pool: asyncpg.Pool, stream_id: str) -> Stream | None:
     record = await pool.fetchrow(
         f"select {_cols(STREAM_COLUMNS)} from streams where stream_id = $1", stream_id
@@ -224,6 +202,7 @@ _SNAPSHOT_SQL: Final = (
 )
 
 
+@edge
 async def channel_snapshot(pool: asyncpg.Pool, creator_id: str) -> ChannelSnapshot | None:
     """Creator, channel and live stream in one query; None for an unknown creator."""
     record = await pool.fetchrow(_SNAPSHOT_SQL, creator_id)
@@ -245,6 +224,7 @@ async def channel_snapshot(pool: asyncpg.Pool, creator_id: str) -> ChannelSnapsh
     )
 
 
+@edge
 async def programs_between(
     pool: asyncpg.Pool, channel_id: str, start: datetime, end: datetime
 ) -> list[Program]:
@@ -260,6 +240,7 @@ async def programs_between(
     return [_program(r) for r in records]
 
 
+@edge
 async def get_program(pool: asyncpg.Pool, program_id: str) -> tuple[str, Program] | None:
     """(channel_id, program) or None."""
     record = await pool.fetchrow(
@@ -269,6 +250,7 @@ async def get_program(pool: asyncpg.Pool, program_id: str) -> tuple[str, Program
     return (record["channel_id"], _program(record)) if record else None
 
 
+@edge
 async def user_state(pool: asyncpg.Pool, user_id: str, creator_id: str) -> tuple[bool, bool]:
     """(is_following, is_subscribed) of a user for a creator; an expired subscription is not one."""
     record = await pool.fetchrow(
@@ -296,6 +278,7 @@ def _duplicate_field(err: asyncpg.UniqueViolationError, default: str) -> str:
     return default
 
 
+@edge
 async def write_one(
     pool: asyncpg.Pool | asyncpg.Connection,
     sql: str,
@@ -303,7 +286,7 @@ async def write_one(
     key: str,
     refs: Mapping[str, str] | None = None,
 ) -> asyncpg.Record | None:
-    """Run one write and translate key violations into Duplicate/Missing naming the field.
+    """Run one write; key violations become Conflict/NotFound naming the field.
 
     `refs` maps a foreign-key column to the field the client sent it as.
     """
@@ -312,17 +295,19 @@ async def write_one(
         return record
     except asyncpg.UniqueViolationError as err:
         field = _duplicate_field(err, key)
-        raise Duplicate(
+        raise Conflict(
             f"{field} already exists" if field != "channel_id" else "Channel is already live", field
         ) from None
     except asyncpg.ForeignKeyViolationError as err:
         detail = err.detail or ""
         for column, field in (refs or {}).items():
             if f"({column})" in detail:
-                raise Missing(f"Unknown {field}", field) from None
-        raise Missing("A referenced row does not exist", key) from None
+                raise NotFound(f"Unknown {field}", field) from None
+        raise NotFound("A referenced row does not exist", key) from None
     except asyncpg.CheckViolationError as err:
-        raise Invalid(f"Invalid value (constraint {err.constraint_name})", key) from None
+        raise RejectedData(f"Invalid value (constraint {err.constraint_name})", key) from None
+    except Exception as err:
+        raise translate(err, field=key) from err
 
 
 def _set_clause(values: Mapping[str, Any], start: int) -> tuple[str, list[Any]]:
@@ -330,6 +315,7 @@ def _set_clause(values: Mapping[str, Any], start: int) -> tuple[str, list[Any]]:
     return ", ".join(f"{n} = ${i}" for i, n in enumerate(names, start)), [values[n] for n in names]
 
 
+@edge
 async def create_creator(
     pool: asyncpg.Pool, *, creator_id: str, name: str, is_verified: bool
 ) -> Creator:
@@ -346,6 +332,7 @@ async def create_creator(
     return Creator(**dict(record))
 
 
+@edge
 async def update_creator(
     pool: asyncpg.Pool, creator_id: str, changes: Mapping[str, Any]
 ) -> Creator | None:
@@ -362,6 +349,7 @@ async def update_creator(
     return Creator(**dict(record)) if record else None
 
 
+@edge
 async def create_channel(
     pool: asyncpg.Pool,
     *,
@@ -387,6 +375,7 @@ async def create_channel(
     return Channel(**dict(record))
 
 
+@edge
 async def update_channel(
     pool: asyncpg.Pool, channel_id: str, changes: Mapping[str, Any]
 ) -> Channel | None:
@@ -403,6 +392,7 @@ async def update_channel(
     return Channel(**dict(record)) if record else None
 
 
+@edge
 async def create_program(pool: asyncpg.Pool, channel_id: str, program: Program) -> Program:
     record = await write_one(
         pool,
@@ -417,6 +407,7 @@ async def create_program(pool: asyncpg.Pool, channel_id: str, program: Program) 
     return _program(record)
 
 
+@edge
 async def update_program(pool: asyncpg.Pool, program_id: str, program: Program) -> Program | None:
     """Replace a program's fields (the caller merged the patch and validated the interval)."""
     clause, args = _set_clause({c: getattr(program, c) for c in PROGRAM_COLUMNS[1:]}, 2)
@@ -430,6 +421,7 @@ async def update_program(pool: asyncpg.Pool, program_id: str, program: Program) 
     return _program(record) if record else None
 
 
+@edge
 async def delete_program(pool: asyncpg.Pool, program_id: str) -> str | None:
     """Delete a program; return its channel_id, or None if it did not exist."""
     channel_id: str | None = await pool.fetchval(
@@ -438,6 +430,7 @@ async def delete_program(pool: asyncpg.Pool, program_id: str) -> str | None:
     return channel_id
 
 
+@edge
 async def go_live(
     pool: asyncpg.Pool, channel_id: str, stream_id: str, settings: Mapping[str, Any]
 ) -> Stream:
@@ -457,6 +450,7 @@ async def go_live(
     return Stream(**dict(record))
 
 
+@edge
 async def go_offline(pool: asyncpg.Pool, channel_id: str) -> tuple[Stream, list[str]] | None:
     """End the live stream and its live sessions atomically; None if the channel was offline.
 
@@ -478,6 +472,7 @@ async def go_offline(pool: asyncpg.Pool, channel_id: str) -> tuple[Stream, list[
     return Stream(**dict(record)), [r["session_id"] for r in ended]
 
 
+@edge
 async def update_stream(
     pool: asyncpg.Pool, channel_id: str, changes: Mapping[str, Any]
 ) -> Stream | None:
@@ -496,6 +491,7 @@ async def update_stream(
     return Stream(**dict(record)) if record else None
 
 
+@edge
 async def stream_key_version(pool: asyncpg.Pool, channel_id: str) -> int | None:
     version = await pool.fetchval(
         "select stream_key_version from channels where channel_id = $1", channel_id
@@ -503,6 +499,7 @@ async def stream_key_version(pool: asyncpg.Pool, channel_id: str) -> int | None:
     return int(version) if version is not None else None
 
 
+@edge
 async def rotate_stream_key(pool: asyncpg.Pool, channel_id: str) -> int | None:
     """Bump the channel's stream key version; None for an unknown channel."""
     version = await pool.fetchval(
@@ -513,6 +510,7 @@ async def rotate_stream_key(pool: asyncpg.Pool, channel_id: str) -> int | None:
     return int(version) if version is not None else None
 
 
+@edge
 async def grant_follow(pool: asyncpg.Pool, user_id: str, creator_id: str) -> None:
     """Idempotent."""
     await write_one(
@@ -525,6 +523,7 @@ async def grant_follow(pool: asyncpg.Pool, user_id: str, creator_id: str) -> Non
     )
 
 
+@edge
 async def grant_subscription(
     pool: asyncpg.Pool, user_id: str, creator_id: str, expires_at: datetime | None
 ) -> None:
@@ -541,6 +540,7 @@ async def grant_subscription(
     )
 
 
+@edge
 async def grant_ppv(pool: asyncpg.Pool, user_id: str, content_id: str) -> None:
     """Idempotent."""
     await write_one(

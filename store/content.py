@@ -18,6 +18,7 @@ import asyncpg
 import msgspec
 
 from store.channels import write_one
+from store.errors import edge
 
 __all__ = [
     "ContentPage",
@@ -91,6 +92,7 @@ limit $4 offset $7
 """
 
 
+@edge
 async def list_content(
     pool: asyncpg.Pool,
     creator_id: str,
@@ -119,6 +121,7 @@ async def list_content(
     return ContentPage(total=int(total), items=[])
 
 
+@edge
 async def get_content(pool: asyncpg.Pool, content_id: str) -> ContentRow | None:
     record = await pool.fetchrow(
         f"select {', '.join(CONTENT_COLUMNS)} from content where content_id = $1", content_id
@@ -132,6 +135,7 @@ def _price(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+@edge
 async def create_content(pool: asyncpg.Pool, values: Mapping[str, Any]) -> ContentRow:
     """Insert one item; `values` holds CONTENT_COLUMNS (published_at optional: now)."""
     data = _price({k: v for k, v in values.items() if v is not None})
@@ -149,6 +153,7 @@ async def create_content(pool: asyncpg.Pool, values: Mapping[str, Any]) -> Conte
     return _row(record)
 
 
+@edge
 async def update_content(
     pool: asyncpg.Pool, content_id: str, changes: Mapping[str, Any]
 ) -> ContentRow | None:
@@ -167,6 +172,7 @@ async def update_content(
     return _row(record) if record else None
 
 
+@edge
 async def delete_content(pool: asyncpg.Pool, content_id: str) -> bool:
     return bool(
         await pool.fetchval("delete from content where content_id = $1 returning true", content_id)

@@ -17,6 +17,12 @@ import asyncpg
 log = logging.getLogger(__name__)
 
 MIGRATION_LOCK: Final = 0x64726F70  # "drop": the advisory lock key held while migrating
+# Every wait on PostgreSQL is bounded: a frozen server fails a statement within
+# COMMAND_TIMEOUT (client side) or STATEMENT_TIMEOUT (server side), a new connection within
+# CONNECT_TIMEOUT. Requests add their own deadline on top (server.middleware).
+CONNECT_TIMEOUT: Final = 5.0
+COMMAND_TIMEOUT: Final = 5.0
+STATEMENT_TIMEOUT_MS: Final = 10_000
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -40,8 +46,13 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asy
         max_size=max_size,
         init=_init_connection,
         reset=_no_reset,
-        command_timeout=30,
-        server_settings={"timezone": "UTC", "application_name": "droptv-live"},
+        timeout=CONNECT_TIMEOUT,
+        command_timeout=COMMAND_TIMEOUT,
+        server_settings={
+            "timezone": "UTC",
+            "application_name": "droptv-live",
+            "statement_timeout": str(STATEMENT_TIMEOUT_MS),
+        },
     )
     assert pool is not None
     return pool

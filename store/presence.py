@@ -21,6 +21,7 @@ import asyncpg
 import msgspec
 
 from protocol.rest import DEVICE_TYPES
+from store.errors import edge
 
 __all__ = ["ViewerCounts", "viewer_counts"]
 
@@ -76,6 +77,7 @@ select
 """
 
 
+@edge
 async def viewer_counts(pool: asyncpg.Pool, channel_id: str, *, ttl: float) -> ViewerCounts:
     """Count the channel's watchers now and record peaks; one statement, one round trip.
 

@@ -34,7 +34,7 @@ from typing import Final
 import asyncpg
 import msgspec
 
-from store.errors import StoreUnavailable
+from store.errors import LimitReached, StoreUnavailable, edge
 
 __all__ = [
     "Beat",
@@ -92,11 +92,11 @@ class WatchSession(msgspec.Struct, kw_only=True, frozen=True):
         return self.ended_at is None and now < self.expires_at
 
 
-class ConcurrentLimitReached(Exception):
+class ConcurrentLimitReached(LimitReached):
     """The user already has `limit` live sessions; nothing was inserted."""
 
     def __init__(self, user_id: str, limit: int) -> None:
-        super().__init__(f"user {user_id} has {limit} live sessions")
+        super().__init__(f"user {user_id} has {limit} live sessions", "user_id")
         self.user_id: Final = user_id
         self.limit: Final = limit
 
@@ -121,6 +121,7 @@ def new_session_id() -> str:
     return SESSION_PREFIX + secrets.token_hex(8)
 
 
+@edge
 async def get_session(pool: asyncpg.Pool, session_id: str) -> WatchSession | None:
     record = await pool.fetchrow(
         f"select {_COLUMNS} from watch_sessions where session_id = $1", session_id
@@ -128,6 +129,7 @@ async def get_session(pool: asyncpg.Pool, session_id: str) -> WatchSession | Non
     return _row(record) if record else None
 
 
+@edge
 async def create_session(
     pool: asyncpg.Pool,
     *,
@@ -183,6 +185,7 @@ async def create_session(
     return _row(record), [_row(r) for r in swept]
 
 
+@edge
 async def touch_sessions(pool: asyncpg.Pool, session_ids: Sequence[str]) -> list[str]:
     """Mark sessions alive now, in one statement; return the ids that are still live.
 
@@ -227,6 +230,7 @@ class Claim(msgspec.Struct, kw_only=True, frozen=True):
     held_by: str | None = None  # the instance that took a socket for it before, if any
 
 
+@edge
 async def claim_session(
     pool: asyncpg.Pool, session_id: str, *, user_id: str, creator_id: str, instance_id: str
 ) -> Claim:
@@ -275,6 +279,7 @@ class BeatRequest(msgspec.Struct, frozen=True):
     watching_now: int
 
 
+@edge
 async def beat_sessions(pool: asyncpg.Pool, requests: Sequence[BeatRequest]) -> dict[str, Beat]:
     """Heartbeats of distinct sessions in one statement; the Beat of each that exists, by id.
 
@@ -301,6 +306,7 @@ async def beat_sessions(pool: asyncpg.Pool, requests: Sequence[BeatRequest]) -> 
     }
 
 
+@edge
 async def beat_session(
     pool: asyncpg.Pool, session_id: str, *, user_id: str | None, creator_id: str, watching_now: int
 ) -> Beat | None:
@@ -442,6 +448,7 @@ class HeartbeatBatcher:
         self._queue.clear()
 
 
+@edge
 async def update_session(
     pool: asyncpg.Pool, session_id: str, *, quality: str, device_type: str | None = None
 ) -> WatchSession | None:
@@ -456,11 +463,13 @@ async def update_session(
     return _row(record) if record else None
 
 
+@edge
 async def update_quality(pool: asyncpg.Pool, session_id: str, quality: str) -> WatchSession | None:
     """Change the quality of a live session; None if it is unknown, ended or expired."""
     return await update_session(pool, session_id, quality=quality)
 
 
+@edge
 async def end_session(pool: asyncpg.Pool, session_id: str, reason: str) -> WatchSession | None:
     """End a session; idempotent: a second call returns the first `ended_at` and reason.
 
@@ -475,6 +484,7 @@ async def end_session(pool: asyncpg.Pool, session_id: str, reason: str) -> Watch
     return _row(record) if record else None
 
 
+@edge
 async def report_viewers(pool: asyncpg.Pool, session_id: str, watching_now: int) -> int:
     """Store the count the session is being told now; return the count it was told before."""
     previous = await pool.fetchval(
@@ -487,6 +497,7 @@ async def report_viewers(pool: asyncpg.Pool, session_id: str, watching_now: int)
     return int(previous) if previous is not None else watching_now
 
 
+@edge
 async def live_session_count(pool: asyncpg.Pool, user_id: str) -> int:
     """The user's live sessions (not ended, within lifetime), quiet or not."""
     return int(
@@ -498,6 +509,7 @@ async def live_session_count(pool: asyncpg.Pool, user_id: str) -> int:
     )
 
 
+@edge
 async def db_now(pool: asyncpg.Pool) -> datetime:
     """PostgreSQL's clock: the one all instances agree on for session liveness."""
     value: datetime = await pool.fetchval("select now()")

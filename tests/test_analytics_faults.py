@@ -99,7 +99,7 @@ async def test_every_acknowledged_event_survives_kill_9(
 def heartbeat(n: int) -> dict[str, Any]:
     return {
         "session_id": "sess_outage",
-        "device_id": "dev_outage",
+        "device_id": "dev_sess_outage",  # the device batch() reports for this session
         "stream_id": "stream_outage",
         "channel_id": "ch_outage",
         "creator_id": "creator_outage",

@@ -164,7 +164,12 @@ async def ingest(client: Client, base: datetime) -> None:
 
     await send(client, "session/start", start(base, "C", None, "dev_c", 200))
     await send(client, "events", events(base, "C", None, "dev_c", [("stream_error", 210)]))
-    await send(client, "session/end", end(base, "C", None, 260, 60, "error", 0, 0))
+    # A guest's end names the device that started the session (its owner).
+    await send(
+        client,
+        "session/end",
+        {**end(base, "C", None, 260, 60, "error", 0, 0), "device_id": "dev_c"},
+    )
 
     await send(client, "session/start", start(base, "D", "user_a", "dev_d", 100))
     await send(

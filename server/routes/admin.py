@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from protocol.epg import InvalidProgram, Program
-from protocol.errors import Conflict, Forbidden, NotFound, Unprocessable
+from protocol.errors import Forbidden, NotFound, Unprocessable
 from protocol.rest import (
     ChannelIn,
     ChannelOut,
@@ -72,7 +72,7 @@ from server.auth import Caller, key_id, required_admin, required_caller
 from server.respond import body_as, ok
 from server.routes.live import notify, pool_of, settings_of
 from store import channels, content
-from store.channels import Channel, Duplicate, Invalid, Missing, Stream
+from store.channels import Channel, Stream
 from store.content import ContentRow
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -97,24 +97,6 @@ def _found(value: _T | None, message: str, field: str) -> _T:
     if value is None:
         raise NotFound(message, field=field)
     return value
-
-
-def translated(handler: Handler) -> Handler:
-    """Map store key errors to 409 / 404 / 422, naming the field."""
-
-    async def wrapper(request: web.Request) -> web.Response:
-        try:
-            return await handler(request)
-        except Duplicate as err:
-            raise Conflict(str(err), field=err.field) from None
-        except Missing as err:
-            raise NotFound(str(err), field=err.field) from None
-        except Invalid as err:
-            raise Unprocessable(str(err), field=err.field) from None
-
-    wrapper.__name__ = handler.__name__
-    wrapper.__doc__ = handler.__doc__
-    return wrapper
 
 
 def _owned_creator(request: web.Request, caller: Caller) -> str:
@@ -208,7 +190,6 @@ def _program(fields: Mapping[str, Any]) -> Program:
 # --- creators and channels ----------------------------------------------------------------
 
 
-@translated
 async def create_creator(request: web.Request) -> web.Response:
     _admin(request)
     body = await body_as(request, CreatorIn)
@@ -218,11 +199,10 @@ async def create_creator(request: web.Request) -> web.Response:
     return ok(_creator_out(creator), status=201)
 
 
-@translated
 async def update_creator(request: web.Request) -> web.Response:
     caller = _caller(request)
-    body = await body_as(request, CreatorPatch)
     creator_id = _owned_creator(request, caller)
+    body = await body_as(request, CreatorPatch)
     delta = changes(body)
     if "is_verified" in delta and not caller.is_admin:
         raise Forbidden("Only an admin can change is_verified", field="is_verified")
@@ -234,11 +214,10 @@ async def update_creator(request: web.Request) -> web.Response:
     return ok(_creator_out(creator))
 
 
-@translated
 async def create_channel(request: web.Request) -> web.Response:
     caller = _caller(request)
-    body = await body_as(request, ChannelIn)
     creator_id = _owned_creator(request, caller)
+    body = await body_as(request, ChannelIn)
     channel = await channels.create_channel(
         pool_of(request),
         creator_id=creator_id,
@@ -250,11 +229,10 @@ async def create_channel(request: web.Request) -> web.Response:
     return ok(_channel_out(channel), status=201)
 
 
-@translated
 async def update_channel(request: web.Request) -> web.Response:
     caller = _caller(request)
-    body = await body_as(request, ChannelPatch)
     channel = await _channel(request, caller)
+    body = await body_as(request, ChannelPatch)
     delta = changes(body)
     updated = _found(
         await channels.update_channel(pool_of(request), channel.channel_id, delta),
@@ -267,11 +245,10 @@ async def update_channel(request: web.Request) -> web.Response:
 # --- programs -----------------------------------------------------------------------------
 
 
-@translated
 async def create_program(request: web.Request) -> web.Response:
     caller = _caller(request)
-    body = await body_as(request, ProgramIn)
     channel = await _channel(request, caller)
+    body = await body_as(request, ProgramIn)
     program = _program(changes(body))
     stored = await channels.create_program(pool_of(request), channel.channel_id, program)
     await notify(request.app[EVENTS].schedule_changed(channel.channel_id))
@@ -288,11 +265,10 @@ async def _owned_program(request: web.Request, caller: Caller) -> tuple[str, Pro
     return found
 
 
-@translated
 async def update_program(request: web.Request) -> web.Response:
     caller = _caller(request)
-    body = await body_as(request, ProgramPatch)
     channel_id, current = await _owned_program(request, caller)
+    body = await body_as(request, ProgramPatch)
     merged = _program(
         {**{f: getattr(current, f) for f in current.__struct_fields__}, **changes(body)}
     )
@@ -305,7 +281,6 @@ async def update_program(request: web.Request) -> web.Response:
     return ok(_program_out(channel_id, stored))
 
 
-@translated
 async def delete_program(request: web.Request) -> web.Response:
     caller = _caller(request)
     _, current = await _owned_program(request, caller)
@@ -331,11 +306,10 @@ def _check_price(kind: str, price: float | None, currency: str | None) -> None:
         raise Unprocessable("price and currency are only for ppv content", field="price")
 
 
-@translated
 async def create_content(request: web.Request) -> web.Response:
     caller = _caller(request)
-    body = await body_as(request, ContentIn)
     creator_id = _owned_creator(request, caller)
+    body = await body_as(request, ContentIn)
     _check_price(body.type, body.price, body.currency)
     row = await content.create_content(
         pool_of(request), {**changes(body), "creator_id": creator_id}
@@ -353,11 +327,10 @@ async def _owned_content(request: web.Request, caller: Caller) -> ContentRow:
     return row
 
 
-@translated
 async def update_content(request: web.Request) -> web.Response:
     caller = _caller(request)
-    body = await body_as(request, ContentPatch)
     row = await _owned_content(request, caller)
+    body = await body_as(request, ContentPatch)
     delta = changes(body)
     merged = {**{f: getattr(row, f) for f in ("type", "price", "currency")}, **delta}
     _check_price(str(merged["type"]), merged["price"], merged["currency"])
@@ -369,7 +342,6 @@ async def update_content(request: web.Request) -> web.Response:
     return ok(_content_out(updated))
 
 
-@translated
 async def delete_content(request: web.Request) -> web.Response:
     caller = _caller(request)
     row = await _owned_content(request, caller)
@@ -380,11 +352,10 @@ async def delete_content(request: web.Request) -> web.Response:
 # --- streams ------------------------------------------------------------------------------
 
 
-@translated
 async def go_live(request: web.Request) -> web.Response:
     caller = _caller(request)
-    body = await body_as(request, GoLive)
     channel = await _channel(request, caller)
+    body = await body_as(request, GoLive)
     settings = {k: v for k, v in changes(body).items() if k != "stream_id"}
     stream = await channels.go_live(
         pool_of(request),
@@ -396,11 +367,10 @@ async def go_live(request: web.Request) -> web.Response:
     return ok(_stream_out(stream), status=201)
 
 
-@translated
 async def update_stream(request: web.Request) -> web.Response:
     caller = _caller(request)
-    body = await body_as(request, StreamPatch)
     channel = await _channel(request, caller)
+    body = await body_as(request, StreamPatch)
     delta = changes(body)
     stream = _found(
         await channels.update_stream(pool_of(request), channel.channel_id, delta),
@@ -411,7 +381,6 @@ async def update_stream(request: web.Request) -> web.Response:
     return ok(_stream_out(stream))
 
 
-@translated
 async def go_offline(request: web.Request) -> web.Response:
     caller = _caller(request)
     channel = await _channel(request, caller)
@@ -426,7 +395,6 @@ async def go_offline(request: web.Request) -> web.Response:
     return ok(_stream_out(stream, ended_sessions=len(ended)))
 
 
-@translated
 async def rotate_stream_key(request: web.Request) -> web.Response:
     """New key version for the channel; old tokens stay valid until they expire (see server.signing)."""
     caller = _caller(request)
@@ -450,7 +418,6 @@ async def rotate_stream_key(request: web.Request) -> web.Response:
 # --- entitlements -------------------------------------------------------------------------
 
 
-@translated
 async def grant_entitlement(request: web.Request) -> web.Response:
     _admin(request)
     body = await body_as(request, EntitlementIn)

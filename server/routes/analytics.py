@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Final, TypeVar
 
@@ -46,7 +48,6 @@ from protocol.errors import (
     NotFound,
     ServiceUnavailable,
     Unauthorized,
-    Unprocessable,
 )
 from protocol.format import iso_utc
 from server.app import POOL, SETTINGS
@@ -59,8 +60,9 @@ from store.analytics import (
     EventsOp,
     HeartbeatOp,
     Op,
+    SessionOwner,
     StartOp,
-    StoreDataError,
+    session_owner,
     stream_creator,
     stream_minutes,
     stream_totals,
@@ -70,9 +72,13 @@ from store.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 _Body = TypeVar("_Body", bound=IngestBody)
 
 WRITER: Final = web.AppKey("analytics_writer", AnalyticsWriter)
+OWNERS: Final = web.AppKey("analytics_owners", OrderedDict[str, SessionOwner])
+BUDGET: Final = web.AppKey("analytics_budget", list[int])  # [bytes held by ingest requests]
+MAX_CACHED_OWNERS: Final = 100_000
 RETRY_AFTER: Final = 2  # seconds a client waits before re-sending after a 503
 ACQUIRE_TIMEOUT: Final = 5.0
 
@@ -101,15 +107,40 @@ async def _ingest(request: web.Request, kind: type[_Body]) -> tuple[datetime, _B
     """When the request arrived, its body, and the user_id to record for it.
 
     The bearer token is checked before the body is read: a bad token is a 401 whatever the body.
+    A session already known belongs to whoever started it: others get 403 (admins excepted).
     """
     received = _now()
     caller = optional_caller(request, request.app[SETTINGS].jwt_secret)
     body = await body_as(request, kind)
-    return received, body, _reporting_user(caller, body.user_id)
+    user_id = _reporting_user(caller, body.user_id)
+    if caller is None or not caller.is_admin:
+        await _check_owner(request, body.session_id, user_id, getattr(body, "device_id", None))
+    return received, body, user_id
+
+
+async def _check_owner(
+    request: web.Request, session_id: str, user_id: str | None, device_id: str | None
+) -> None:
+    """403 unless the caller is the session's owner; owners never change, so they are cached."""
+    owners = request.app[OWNERS]
+    owner = owners.get(session_id)
+    if owner is None:
+        owner = await session_owner(request.app[POOL], session_id)
+        if owner is None:
+            return  # a new session: this request makes the caller its owner
+        owners[session_id] = owner
+        if len(owners) > MAX_CACHED_OWNERS:
+            owners.popitem(last=False)
+    else:
+        owners.move_to_end(session_id)
+    if not owner.admits(user_id, device_id):
+        raise Forbidden(
+            "This analytics session belongs to another user or device", field="session_id"
+        )
 
 
 async def _store(request: web.Request, op: Op) -> EndResult | None:
-    """Hand `op` to the writer and wait for its commit; map store failures to 503/422."""
+    """Hand `op` to the writer and wait for its commit; an outage is a 503 saying nothing was kept."""
     try:
         return await request.app[WRITER].submit(op)
     except StoreUnavailable as err:
@@ -117,12 +148,37 @@ async def _store(request: web.Request, op: Op) -> EndResult | None:
             "Analytics storage is unavailable; nothing was acknowledged, please retry",
             retry_after=RETRY_AFTER,
         ) from err
-    except StoreDataError as err:
-        raise Unprocessable(
-            f"Request holds values that cannot be stored: {err}", field="body"
-        ) from None
 
 
+def bounded(handler: Handler) -> Handler:
+    """Hold the request's body size against `analytics_max_pending_bytes` while it runs.
+
+    Ingest requests wait for their batch's commit, so their bodies stay in
+    memory meanwhile. Past the cap a request is refused with 503 at once,
+    before its body is read (a chunked body counts as `max_body`).
+    """
+
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.Response:
+        settings = request.app[SETTINGS]
+        size = request.content_length
+        size = settings.max_body if size is None else min(size, settings.max_body)
+        held = request.app[BUDGET]
+        if held[0] + size > settings.analytics_max_pending_bytes:
+            raise ServiceUnavailable(
+                "Analytics ingest is over capacity; nothing was stored, please retry",
+                retry_after=RETRY_AFTER,
+            )
+        held[0] += size
+        try:
+            return await handler(request)
+        finally:
+            held[0] -= size
+
+    return wrapper
+
+
+@bounded
 async def session_start(request: web.Request) -> web.Response:
     received, body, user_id = await _ingest(request, SessionStart)
     at = client_time(body.timestamp, "timestamp")
@@ -140,6 +196,7 @@ async def session_start(request: web.Request) -> web.Response:
     )
 
 
+@bounded
 async def session_heartbeat(request: web.Request) -> web.Response:
     received, body, user_id = await _ingest(request, Heartbeat)
     at = client_time(body.timestamp, "timestamp")
@@ -159,6 +216,7 @@ async def session_heartbeat(request: web.Request) -> web.Response:
     )
 
 
+@bounded
 async def session_end(request: web.Request) -> web.Response:
     received, body, user_id = await _ingest(request, SessionEnd)
     at = client_time(body.timestamp, "timestamp")
@@ -177,6 +235,7 @@ async def session_end(request: web.Request) -> web.Response:
     )
 
 
+@bounded
 async def events_batch(request: web.Request) -> web.Response:
     received, body, user_id = await _ingest(request, EventsBatch)
     judged = judge_events(body.events)
@@ -238,6 +297,8 @@ async def _analytics_ctx(app: web.Application) -> AsyncIterator[None]:
     """
     writer = AnalyticsWriter(app[POOL])
     app[WRITER] = writer
+    app[OWNERS] = OrderedDict()
+    app[BUDGET] = [0]
     writer_task = asyncio.create_task(writer.run(), name="analytics-writer")
     sweeper = asyncio.create_task(_sweep_forever(app), name="analytics-sweeper")
     yield
