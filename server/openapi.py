@@ -4,7 +4,10 @@
 naming its body, query and response Structs. Schemas come from
 `msgspec.json.schema_components`; query Structs become `in: query` parameters
 field by field, path templates become `in: path` parameters, and responses
-are wrapped in the success envelope. Analytics (51–54) is listed when
+are wrapped in the success envelope. Error answers use the error envelope
+(`protocol.errors.ErrorEnvelope`): a route's own refusals plus every status its
+shape implies (`error_codes`), which tests/test_fuzz_openapi.py holds the
+running server to. Analytics (51–54) is listed when
 `protocol.analytics` is importable. The document is built once per process
 and served as the same bytes.
 """
@@ -29,7 +32,12 @@ VERSION: Final = "1.0.0"
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One documented endpoint. `auth`: none | optional | required | admin."""
+    """One documented endpoint. `auth`: none | optional | required | admin.
+
+    `errors` lists only the endpoint's own refusals (entitlement 403, 409, 429,
+    a 404 for an id in the body); the answers every endpoint of its shape can
+    give are added by `error_codes`.
+    """
 
     method: str
     path: str
@@ -54,7 +62,6 @@ ROUTES: list[Route] = [
         "28. Live channel: status, viewers, stream (live or offline)",
         rest.ChannelLive,
         auth="optional",
-        errors=(401, 404),
     ),
     Route(
         "GET",
@@ -63,21 +70,19 @@ ROUTES: list[Route] = [
         rest.PlaybackStream,
         query=rest.StreamQuery,
         auth="required",
-        errors=(401, 403, 404, 422),
+        errors=(403,),
     ),
     Route(
         "GET",
         f"{_LIVE}/live/viewers",
         "30. Viewer count, by device, peaks",
         rest.ChannelViewers,
-        errors=(404,),
     ),
     Route(
         "GET",
         f"{_LIVE}/live/metadata",
         "31. Stream health, encoding, CDN, DRM",
         rest.StreamMetadata,
-        errors=(404,),
     ),
     Route(
         "GET",
@@ -86,7 +91,7 @@ ROUTES: list[Route] = [
         rest.SessionQualities,
         query=rest.SessionQuery,
         auth="required",
-        errors=(401, 403, 404, 409, 422),
+        errors=(403, 409),
     ),
     Route(
         "POST",
@@ -95,7 +100,7 @@ ROUTES: list[Route] = [
         rest.WatchStarted,
         body=rest.WatchRequest,
         auth="required",
-        errors=(400, 401, 403, 404, 413, 422, 429),
+        errors=(403, 429),
     ),
     Route(
         "PATCH",
@@ -104,7 +109,7 @@ ROUTES: list[Route] = [
         rest.QualityChanged,
         body=rest.QualityChange,
         auth="required",
-        errors=(400, 401, 403, 404, 409, 413, 422),
+        errors=(403, 409),
     ),
     Route(
         "DELETE",
@@ -113,7 +118,7 @@ ROUTES: list[Route] = [
         rest.SessionEnded,
         query=rest.SessionQuery,
         auth="required",
-        errors=(401, 403, 404, 422),
+        errors=(403,),
         message=True,
     ),
     Route(
@@ -123,7 +128,7 @@ ROUTES: list[Route] = [
         rest.Heartbeat,
         query=rest.SessionQuery,
         auth="required",
-        errors=(401, 403, 404, 422),
+        errors=(403,),
     ),
     Route(
         "GET",
@@ -132,7 +137,6 @@ ROUTES: list[Route] = [
         rest.OnDemandPage,
         query=rest.OnDemandQuery,
         auth="optional",
-        errors=(401, 404, 422),
     ),
     Route(
         "POST",
@@ -142,7 +146,7 @@ ROUTES: list[Route] = [
         body=rest.CreatorIn,
         auth="admin",
         status=201,
-        errors=(401, 403, 409, 422),
+        errors=(409,),
         tag=_ADMIN_TAG,
     ),
     Route(
@@ -152,7 +156,6 @@ ROUTES: list[Route] = [
         rest.CreatorOut,
         body=rest.CreatorPatch,
         auth="admin",
-        errors=(401, 403, 404, 422),
         tag=_ADMIN_TAG,
     ),
     Route(
@@ -163,7 +166,7 @@ ROUTES: list[Route] = [
         body=rest.ChannelIn,
         auth="admin",
         status=201,
-        errors=(401, 403, 404, 409, 422),
+        errors=(409,),
         tag=_ADMIN_TAG,
     ),
     Route(
@@ -173,7 +176,7 @@ ROUTES: list[Route] = [
         rest.ChannelOut,
         body=rest.ChannelPatch,
         auth="admin",
-        errors=(401, 403, 404, 409, 422),
+        errors=(409,),
         tag=_ADMIN_TAG,
     ),
     Route(
@@ -184,7 +187,7 @@ ROUTES: list[Route] = [
         body=rest.ProgramIn,
         auth="admin",
         status=201,
-        errors=(401, 403, 404, 409, 422),
+        errors=(409,),
         tag=_ADMIN_TAG,
     ),
     Route(
@@ -194,7 +197,6 @@ ROUTES: list[Route] = [
         rest.ProgramOut,
         body=rest.ProgramPatch,
         auth="admin",
-        errors=(401, 403, 404, 422),
         tag=_ADMIN_TAG,
     ),
     Route(
@@ -203,7 +205,6 @@ ROUTES: list[Route] = [
         "Delete an EPG program",
         rest.ProgramDeleted,
         auth="admin",
-        errors=(401, 403, 404),
         tag=_ADMIN_TAG,
     ),
     Route(
@@ -214,7 +215,7 @@ ROUTES: list[Route] = [
         body=rest.ContentIn,
         auth="admin",
         status=201,
-        errors=(401, 403, 404, 409, 422),
+        errors=(409,),
         tag=_ADMIN_TAG,
     ),
     Route(
@@ -224,7 +225,6 @@ ROUTES: list[Route] = [
         rest.ContentOut,
         body=rest.ContentPatch,
         auth="admin",
-        errors=(401, 403, 404, 422),
         tag=_ADMIN_TAG,
     ),
     Route(
@@ -233,7 +233,6 @@ ROUTES: list[Route] = [
         "Delete on-demand content",
         rest.ContentDeleted,
         auth="admin",
-        errors=(401, 403, 404),
         tag=_ADMIN_TAG,
     ),
     Route(
@@ -244,7 +243,7 @@ ROUTES: list[Route] = [
         body=rest.GoLive,
         auth="admin",
         status=201,
-        errors=(401, 403, 404, 409, 422),
+        errors=(409,),
         tag=_ADMIN_TAG,
     ),
     Route(
@@ -254,7 +253,6 @@ ROUTES: list[Route] = [
         rest.StreamOut,
         body=rest.StreamPatch,
         auth="admin",
-        errors=(401, 403, 404, 422),
         tag=_ADMIN_TAG,
     ),
     Route(
@@ -263,7 +261,6 @@ ROUTES: list[Route] = [
         "Take the channel offline",
         rest.StreamOut,
         auth="admin",
-        errors=(401, 403, 404),
         tag=_ADMIN_TAG,
     ),
     Route(
@@ -272,7 +269,6 @@ ROUTES: list[Route] = [
         "Rotate the channel's stream signing key: every watcher gets a new token",
         rest.StreamKeyRotated,
         auth="admin",
-        errors=(401, 403, 404),
         tag=_ADMIN_TAG,
     ),
     Route(
@@ -283,7 +279,7 @@ ROUTES: list[Route] = [
         body=rest.EntitlementIn,
         auth="admin",
         status=201,
-        errors=(401, 403, 404, 422),
+        errors=(404,),
         tag=_ADMIN_TAG,
     ),
 ]
@@ -304,7 +300,7 @@ def _analytics_routes() -> list[Route]:
             a.SessionStartAccepted,
             body=a.SessionStart,
             auth="optional",
-            errors=(400, 401, 403, 413, 422, 503),
+            errors=(403,),
             tag=tag,
         ),
         Route(
@@ -314,7 +310,7 @@ def _analytics_routes() -> list[Route]:
             a.HeartbeatAccepted,
             body=a.Heartbeat,
             auth="optional",
-            errors=(400, 401, 403, 413, 422, 503),
+            errors=(403,),
             tag=tag,
         ),
         Route(
@@ -324,7 +320,7 @@ def _analytics_routes() -> list[Route]:
             a.SessionEndAccepted,
             body=a.SessionEnd,
             auth="optional",
-            errors=(400, 401, 403, 413, 422, 503),
+            errors=(403,),
             tag=tag,
         ),
         Route(
@@ -334,7 +330,7 @@ def _analytics_routes() -> list[Route]:
             a.EventsBatchAccepted,
             body=a.EventsBatch,
             auth="optional",
-            errors=(400, 401, 403, 413, 422, 503),
+            errors=(403,),
             tag=tag,
         ),
         Route(
@@ -343,7 +339,7 @@ def _analytics_routes() -> list[Route]:
             "Per-stream QoE summary",
             a.StreamSummary,
             auth="required",
-            errors=(401, 403, 404),
+            errors=(403,),
             tag=tag,
         ),
     ]
@@ -352,7 +348,7 @@ def _analytics_routes() -> list[Route]:
 ROUTES += _analytics_routes()
 
 _REASONS: Final = {
-    400: "Malformed request",
+    400: "Malformed, missing or too deeply nested JSON body, or a Content-Type other than JSON",
     401: "Missing, invalid or expired bearer token",
     403: "Not allowed",
     404: "Not found",
@@ -360,8 +356,36 @@ _REASONS: Final = {
     413: "Body too large",
     422: "Invalid field (named in `field`)",
     429: "Too many concurrent sessions",
-    503: "Temporarily unavailable, retry",
+    503: "Temporarily unavailable, retry after Retry-After seconds",
 }
+_RETRY_AFTER: Final = {
+    "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer", "minimum": 0}}
+}
+
+
+# What any endpoint of a given shape can answer, whatever its handler does:
+# a JSON body can be malformed, missing, of the wrong Content-Type or nested too
+# deeply (400), over max_body (413) or off its type (422); query parameters are
+# coerced and checked (422); a path id may not exist (404); a bad token is 401
+# wherever one is read, a non-admin token 403 on admin endpoints; and any
+# endpoint answers 503 + Retry-After while PostgreSQL or Redis is out of reach.
+_BODY_ERRORS: Final = (400, 413, 422)
+_QUERY_ERRORS: Final = (422,)
+_PATH_ERRORS: Final = (404,)
+_AUTH_ERRORS: Final = {"none": (), "optional": (401,), "required": (401,), "admin": (401, 403)}
+_OUTAGE: Final = 503
+
+
+def error_codes(route: Route) -> list[int]:
+    """Every error status `route` can answer: its own `errors` and those implied by its shape."""
+    codes = {*route.errors, *_AUTH_ERRORS[route.auth], _OUTAGE}
+    if route.body is not None:
+        codes.update(_BODY_ERRORS)
+    if route.query is not None:
+        codes.update(_QUERY_ERRORS)
+    if "{" in route.path:
+        codes.update(_PATH_ERRORS)
+    return sorted(codes)
 
 
 def _envelope(data_schema: dict[str, Any], message: bool) -> dict[str, Any]:
@@ -422,11 +446,13 @@ def build_document(routes: list[Route] | None = None) -> dict[str, Any]:
                 "content": {"application/json": {"schema": ok_schema}},
             }
         }
-        for code in r.errors:
+        for code in error_codes(r):
             op["responses"][str(code)] = {
                 "description": _REASONS.get(code, "Error"),
                 "content": {"application/json": {"schema": error_ref}},
             }
+            if code == _OUTAGE:
+                op["responses"][str(code)]["headers"] = _RETRY_AFTER
         if r.auth in ("required", "admin"):
             op["security"] = [{"bearer": []}]
         elif r.auth == "optional":

@@ -126,3 +126,27 @@ def test_adding_a_route_is_one_line() -> None:
     op = doc["paths"]["/creators/{creator_id}/channel/live/extra"]["get"]
     assert [p["name"] for p in op["parameters"]] == ["creator_id", "session_id"]
     assert "ChannelViewers" in doc["components"]["schemas"]
+
+
+def test_every_operation_documents_the_errors_its_shape_can_give(doc: dict[str, Any]) -> None:
+    """What the fuzzer (tests/test_fuzz_openapi.py) holds the server to: 4xx by shape, 503 always."""
+    for route in ROUTES:
+        op = doc["paths"][route.path][route.method.lower()]
+        codes = {int(c) for c in op["responses"] if c != str(route.status)}
+        expected = {503, *route.errors}
+        if route.body is not None:
+            expected |= {400, 413, 422}
+            assert op["requestBody"]["required"] is True, route.path
+        if route.query is not None:
+            expected.add(422)
+        if "{" in route.path:
+            expected.add(404)
+        if route.auth != "none":
+            expected.add(401)
+        if route.auth == "admin":
+            expected.add(403)
+        assert codes == expected, (route.method, route.path)
+        for code in codes:
+            content = op["responses"][str(code)]["content"]["application/json"]
+            assert content["schema"] == {"$ref": "#/components/schemas/ErrorEnvelope"}
+        assert "Retry-After" in op["responses"]["503"]["headers"]
