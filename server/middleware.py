@@ -23,6 +23,7 @@ from typing import Final
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
+from aiohttp.web_protocol import RequestPayloadError
 
 from protocol.codec import encode
 from protocol.errors import ApiError, ErrorEnvelope, ServiceUnavailable
@@ -81,6 +82,11 @@ def _check_path(request: web.Request) -> None:
             raise ApiError(f"Unknown {name}: {value[:64]!r}", field=name, status=404)
 
 
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return " ".join(text.split()) if text else type(err).__name__
+
+
 def _store_error(request: web.Request, err: StoreError) -> web.Response:
     status = next(code for cls, code in STATUS_OF if isinstance(err, cls))
     if status == 503:
@@ -119,9 +125,9 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
             err.reason,
             headers={k: v for k, v in err.headers.items() if k in ("Allow", "Retry-After")},
         )
-    except HttpProcessingError as err:
+    except (HttpProcessingError, RequestPayloadError) as err:
         # A body that is not what its headers say (bad gzip/deflate, truncated chunks).
-        return error_response(400, f"Request body cannot be decoded: {err.message}", "body")
+        return error_response(400, f"Request body cannot be decoded: {_first_line(err)}", "body")
     except (UnicodeDecodeError, LookupError) as err:
         # A text body in an unknown charset, or bytes that are not in the declared one.
         return error_response(400, f"Request body cannot be decoded: {err}", "Content-Type")
