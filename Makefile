@@ -27,7 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.all
 
 lint: $(STAMP)
-	$(BIN)/ruff check protocol store server bench tests
+	$(BIN)/ruff check protocol store server bench tests droptv_live_client
 	$(BIN)/mypy
 
 lock:

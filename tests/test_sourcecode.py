@@ -13,7 +13,7 @@ ALLOWED = {
     "protocol": {"protocol"},
     "store": {"protocol", "store"},
     "server": {"protocol", "store", "server"},
-    "droptv_live_client": set(),
+    "droptv_live_client": {"droptv_live_client"},
 }
 
 
@@ -29,8 +29,6 @@ def imported_packages(path: Path) -> set[str]:
 
 
 def sources(package: str) -> list[Path]:
-    if package == "droptv_live_client":
-        return [ROOT / "droptv_live_client.py"]
     return sorted((ROOT / package).rglob("*.py"))
 
 

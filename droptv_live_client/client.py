@@ -1,21 +1,7 @@
-"""A small client for the droptv-live websocket (protocol v1), for players, tests and benchmarks.
+"""`LiveClient`: one watcher's websocket with reconnect, resume and replay dropping.
 
-    async with LiveClient([url1, url2], "creator_001", session_id, token) as live:
-        async for msg in live:
-            ...  # dicts: {"type": "viewers", "epoch": ..., "seq": ..., ...}
-
-What it guarantees:
-- It connects to the first reachable instance URL, and on a drop (network
-  error, 1006, 1012 draining, 4008 too slow) reconnects with capped, jittered
-  exponential back-off, rotating through the URLs, then sends `resume` with
-  the last epoch and seq it saw, so the server answers with a `hello` snapshot
-  when anything was missed.
-- Channel events (`viewers`, `epg`, `stream`) are delivered at most once and
-  in order per epoch: a replayed or older seq is dropped. A new epoch (the
-  server's sequence restarted) is accepted and reported as it comes.
-- Terminal closes (4001 unauthorized, 4003 forbidden, 4004 not found, 4009
-  ended, 1009 too big) end iteration with `LiveClosed` carrying the code: a
-  reconnect would fail the same way.
+The guarantees are in the package docstring; the codes it acts on are in
+`droptv_live_client.constants`.
 """
 
 from __future__ import annotations
@@ -25,13 +11,17 @@ import json
 import random
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Self
 
 import aiohttp
 
-SUBPROTOCOL: Final = "droptv.live.v1"
-CHANNEL_EVENTS: Final = frozenset({"viewers", "epg", "stream"})
-TERMINAL_CODES: Final = frozenset({1009, 4001, 4003, 4004, 4009})
+from droptv_live_client.constants import (
+    CHANNEL_EVENTS,
+    HANDSHAKE_CLOSE_CODES,
+    SUBPROTOCOL,
+    TERMINAL_CODES,
+    CloseCode,
+)
 
 
 class LiveClosed(Exception):
@@ -115,10 +105,8 @@ class LiveClient:
                     max_msg_size=4 * 1024 * 1024,
                 )
             except aiohttp.WSServerHandshakeError as err:
-                if err.status in (401, 403, 404):
-                    raise LiveClosed(
-                        {401: 4001, 403: 4003, 404: 4004}[err.status], err.message
-                    ) from err
+                if err.status in HANDSHAKE_CLOSE_CODES:
+                    raise LiveClosed(HANDSHAKE_CLOSE_CODES[err.status], err.message) from err
                 last_error = err
             except (TimeoutError, aiohttp.ClientError, OSError) as err:
                 last_error = err
@@ -174,16 +162,20 @@ class LiveClient:
                 code = (
                     raw.data
                     if raw.type == aiohttp.WSMsgType.CLOSE
-                    else (self._ws.close_code or 1006)
+                    else (self._ws.close_code or aiohttp.WSCloseCode.ABNORMAL_CLOSURE)
                 )
                 self.last_close_code = code
                 await self._ws.close()
                 self._ws = None
                 if code in TERMINAL_CODES:
                     raise LiveClosed(code, str(raw.extra or ""))
-                if code == 1000:
+                if code == CloseCode.NORMAL:
                     return
-                self.url_index += 1 if code == 1012 else 0
+                # A draining instance is going away: try the next URL first.
+                self.url_index += 1 if code == CloseCode.DRAINING else 0
+                if code == CloseCode.RATE_LIMITED:
+                    # Reconnecting at once would only hit the same budget again.
+                    await asyncio.sleep(self.backoff_max * (0.5 + random.random() / 2))
                 await self.connect()
 
     async def send(self, message: dict[str, Any]) -> None:
