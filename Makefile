@@ -26,8 +26,10 @@ bench: $(STAMP)
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq wrk >/dev/null 2>&1; } || echo "wrk unavailable: bench.rest uses its aiohttp fallback"
 	$(BIN)/python -m bench.all
 
+# The gate .ci/run applies before the tests: lint, formatting, mypy strict (packages in pyproject).
 lint: $(STAMP)
 	$(BIN)/ruff check protocol store server bench tests droptv_live_client
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 lock:

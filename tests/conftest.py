@@ -2,13 +2,16 @@
 
 Session fixtures start the servers once; each test gets its own database
 (cloned from a migrated template) and its own Redis key prefix, so tests do
-not see each other's data. Factory fixtures stop what they start.
+not see each other's data. Factory fixtures stop what they start, and
+`loop_hygiene` fails any test that leaves a task running or an exception
+unretrieved on the (session-wide) event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import itertools
 import os
 import signal
@@ -20,7 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 import asyncpg
@@ -36,6 +39,62 @@ from store.pg import migrate
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET = "test-secret-" + uuid.uuid4().hex
 _db_counter = itertools.count()
+# How long a task created by a test may take to finish after the test's own teardown.
+TASK_GRACE: Final = 1.0
+
+
+def _describe(task: asyncio.Task[Any]) -> str:
+    coro = task.get_coro()
+    where = getattr(coro, "__qualname__", repr(coro))
+    return f"{task.get_name()} ({where})"
+
+
+@pytest.fixture(autouse=True)
+async def loop_hygiene() -> AsyncIterator[None]:
+    """Fail the test on an unhandled loop exception or a task it left pending.
+
+    The loop is shared by the whole session, so only tasks created after this
+    fixture's setup count (session fixtures' long-lived tasks already exist),
+    and each test's leftovers are cancelled here so they cannot blame a later
+    test. Being autouse and function-scoped, this tears down after the test's
+    other function fixtures (clients, apps, servers), so what they close in
+    their teardown is not a leak.
+    """
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    errors: list[dict[str, Any]] = []
+
+    def record(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        errors.append(context)
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(record)
+    before = asyncio.all_tasks()
+    try:
+        yield
+        me = asyncio.current_task()
+        pending = {t for t in asyncio.all_tasks() - before if t is not me and not t.done()}
+        if pending:
+            # Tasks that are already finishing (a close handshake, a cancelled reader) get a moment.
+            await asyncio.wait(pending, timeout=TASK_GRACE)
+        leaked = sorted(_describe(t) for t in pending if not t.done())
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=TASK_GRACE)
+        # "Task exception was never retrieved" is reported when the task is collected.
+        gc.collect()
+    finally:
+        loop.set_exception_handler(previous)
+    problems = [f"task left pending: {name}" for name in leaked]
+    problems += [
+        f"unhandled loop exception: {ctx.get('message')} {ctx.get('exception')!r}" for ctx in errors
+    ]
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
 
 
 @pytest.fixture(scope="session")
