@@ -289,6 +289,8 @@ def _analytics_routes() -> list[Route]:
     """51–54 and the summary, when the analytics types exist in this build."""
     try:
         from protocol import analytics as a
+        from protocol import analytics_events as ev
+        from protocol import analytics_summary as qoe
     except ImportError:
         return []
     tag = "analytics"
@@ -307,8 +309,8 @@ def _analytics_routes() -> list[Route]:
             "POST",
             "/analytics/live/session/heartbeat",
             "52. Live session heartbeat",
-            a.HeartbeatAccepted,
-            body=a.Heartbeat,
+            a.AnalyticsHeartbeatAccepted,
+            body=a.AnalyticsHeartbeat,
             auth="optional",
             errors=(403,),
             tag=tag,
@@ -327,8 +329,8 @@ def _analytics_routes() -> list[Route]:
             "POST",
             "/analytics/live/events",
             "54. Live player events",
-            a.EventsBatchAccepted,
-            body=a.EventsBatch,
+            ev.EventsBatchAccepted,
+            body=ev.EventsBatch,
             auth="optional",
             errors=(403,),
             tag=tag,
@@ -337,7 +339,7 @@ def _analytics_routes() -> list[Route]:
             "GET",
             "/analytics/live/streams/{stream_id}/summary",
             "Per-stream QoE summary",
-            a.StreamSummary,
+            qoe.StreamSummary,
             auth="required",
             errors=(403,),
             tag=tag,

@@ -1,4 +1,4 @@
-"""protocol.analytics: required fields, enums, per-event judgement, summary arithmetic (pure)."""
+"""protocol.analytics*: required fields, enums, per-event judgement, summary arithmetic (pure)."""
 
 from __future__ import annotations
 
@@ -11,18 +11,14 @@ import msgspec
 import pytest
 
 from protocol.analytics import (
-    EVENT_TYPES,
-    MAX_METADATA_BYTES,
-    EventsBatch,
-    Heartbeat,
+    AnalyticsHeartbeat,
     SessionEnd,
     SessionStart,
-    StreamTotals,
     client_time,
-    judge_events,
-    stream_summary,
     watch_summary,
 )
+from protocol.analytics_events import EVENT_TYPES, MAX_METADATA_BYTES, EventsBatch, judge_events
+from protocol.analytics_summary import StreamTotals, stream_summary
 from protocol.codec import decode
 from protocol.errors import Unprocessable
 
@@ -46,7 +42,7 @@ def test_seed_bodies_decode() -> None:
         "low",
     )
     assert start.device.connection_type == "wifi" and start.geo.country == "US"
-    beat = decode(json.dumps(load("session_heartbeat")), Heartbeat)
+    beat = decode(json.dumps(load("session_heartbeat")), AnalyticsHeartbeat)
     assert beat.performance is not None and beat.performance.bitrate_kbps == 5800
     end = decode(json.dumps(load("session_end")), SessionEnd)
     assert end.watch_summary.total_watch_seconds == 2340

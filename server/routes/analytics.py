@@ -1,8 +1,9 @@
 """Live analytics: ingest (51-54) and the per-stream QoE summary.
 
-Ingest answers 200 only after the data is committed (see store.analytics for
-group commit, idempotency keys and lifecycle rules); when PostgreSQL cannot
-be reached it answers 503 with Retry-After and acknowledges nothing.
+Ingest answers 200 only after the data is committed (group commit:
+store.analytics_writer; idempotency keys: store.analytics_ops; lifecycle rules:
+store.analytics_batch); when PostgreSQL cannot be reached it answers 503 with
+Retry-After and acknowledges nothing.
 
 Auth on ingest: the bearer token is optional, because guests (user_id null)
 report too. A bad token is still a 401. Without a token the body's user_id
@@ -12,7 +13,7 @@ case the subject is recorded; an admin token may report for any user_id (or
 none: a guest's data stays a guest's).
 
 The summary (`GET /analytics/live/streams/{stream_id}/summary`) needs a bearer
-token of an admin or of the stream's creator (store.analytics.stream_creator).
+token of an admin or of the stream's creator (store.analytics_summary.stream_creator).
 """
 
 from __future__ import annotations
@@ -29,20 +30,18 @@ from typing import Final, TypeVar
 from aiohttp import web
 
 from protocol.analytics import (
-    EventsBatch,
-    EventsBatchAccepted,
-    Heartbeat,
-    HeartbeatAccepted,
+    AnalyticsHeartbeat,
+    AnalyticsHeartbeatAccepted,
     IngestBody,
     SessionEnd,
     SessionEndAccepted,
     SessionStart,
     SessionStartAccepted,
     client_time,
-    judge_events,
-    stream_summary,
     watch_summary,
 )
+from protocol.analytics_events import EventsBatch, EventsBatchAccepted, judge_events
+from protocol.analytics_summary import stream_summary
 from protocol.errors import (
     Forbidden,
     NotFound,
@@ -53,21 +52,16 @@ from protocol.format import iso_utc
 from server.app import POOL, SETTINGS
 from server.auth import Caller, optional_caller, required_caller
 from server.respond import body_as, ok
-from store.analytics import (
-    AnalyticsWriter,
-    EndOp,
-    EndResult,
-    EventsOp,
-    HeartbeatOp,
-    Op,
+from store.analytics_ops import EndOp, EndResult, EventsOp, HeartbeatOp, Op, StartOp
+from store.analytics_summary import (
     SessionOwner,
-    StartOp,
     session_owner,
     stream_creator,
     stream_minutes,
     stream_totals,
     sweep,
 )
+from store.analytics_writer import AnalyticsWriter
 from store.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -198,7 +192,7 @@ async def session_start(request: web.Request) -> web.Response:
 
 @bounded
 async def session_heartbeat(request: web.Request) -> web.Response:
-    received, body, user_id = await _ingest(request, Heartbeat)
+    received, body, user_id = await _ingest(request, AnalyticsHeartbeat)
     at = client_time(body.timestamp, "timestamp")
     await _store(
         request,
@@ -207,7 +201,7 @@ async def session_heartbeat(request: web.Request) -> web.Response:
         ),
     )
     return ok(
-        HeartbeatAccepted(
+        AnalyticsHeartbeatAccepted(
             session_id=body.session_id,
             accepted=True,
             next_heartbeat_seconds=request.app[SETTINGS].heartbeat_interval,
