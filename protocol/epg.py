@@ -4,6 +4,10 @@ Pure functions of a schedule and `now` (an aware datetime, passed in, never read
 here). Programs need not be sorted; every result is independent of input order.
 A program occupies the half-open interval [starts_at, ends_at): at its end
 instant it is over and the next one is on.
+
+The wire views of the guide live here too: `EpgNow` (built by `epg_now`) and
+`WatchEpg` (`watch_epg`), the `epg` objects of endpoints 36 and 33 and of the
+websocket `hello` and `epg` messages.
 """
 
 from __future__ import annotations
@@ -15,20 +19,30 @@ from typing import Final
 import msgspec
 from msgspec.structs import force_setattr
 
-from protocol.format import require_aware, zone
+from protocol.format import clock_time, local_date, require_aware, utc_seconds, zone
 
 __all__ = [
+    "EpgCurrent",
+    "EpgNext",
+    "EpgNow",
     "InvalidProgram",
     "Program",
+    "ScheduleEntry",
+    "WatchEpg",
     "current_program",
     "day_schedule",
     "elapsed_minutes",
+    "epg_current",
+    "epg_next",
+    "epg_now",
     "local_day_bounds",
     "next_boundary",
     "next_program",
     "progress_percent",
     "remaining_minutes",
+    "schedule_entry",
     "starts_in_minutes",
+    "watch_epg",
 ]
 
 MINUTE: Final = timedelta(minutes=1)
@@ -173,3 +187,121 @@ def day_schedule(programs: Sequence[Program], now: datetime, tz: str) -> list[Pr
     """
     start, end = local_day_bounds(now, tz)
     return sorted((p for p in programs if p.starts_at < end and p.ends_at > start), key=_order)
+
+
+# --- wire views: the epg objects of endpoints 33 and 36 and of the websocket --------------
+#
+# `EpgNow` (current + next program) is endpoint 36's `epg` object, the websocket `hello`'s
+# `epg` and the payload of the `epg` message; `WatchEpg` adds endpoint 33's local day.
+
+
+class EpgCurrent(msgspec.Struct, kw_only=True, frozen=True):
+    """The program on air, with the minute arithmetic above (elapsed + remaining = length)."""
+
+    program_id: str
+    title: str
+    elapsed_minutes: int
+    remaining_minutes: int
+    progress_percent: int
+
+
+class EpgNext(msgspec.Struct, kw_only=True, frozen=True):
+    program_id: str
+    title: str
+    starts_in_minutes: int
+    start_time_formatted: str
+
+
+class ScheduleEntry(msgspec.Struct, kw_only=True, frozen=True):
+    """One program of the local day; times formatted in the watcher's zone."""
+
+    program_id: str
+    title: str
+    description: str | None
+    starts_at: datetime
+    ends_at: datetime
+    start_time_formatted: str
+    end_time_formatted: str
+    duration_minutes: int
+    is_current: bool
+
+
+class WatchEpg(msgspec.Struct, kw_only=True, frozen=True):
+    """The local day (`date` in `timezone`): what is on, what is next, and the day's schedule."""
+
+    date: str
+    timezone: str
+    current_program: EpgCurrent | None
+    next_program: EpgNext | None
+    schedule: list[ScheduleEntry]
+
+
+class EpgNow(msgspec.Struct, kw_only=True, frozen=True):
+    """What is on and what comes next (either null in a gap or past the schedule's end)."""
+
+    current_program: EpgCurrent | None
+    next_program: EpgNext | None
+
+
+def epg_current(p: Program, now: datetime) -> EpgCurrent:
+    return EpgCurrent(
+        program_id=p.program_id,
+        title=p.title,
+        elapsed_minutes=elapsed_minutes(p, now),
+        remaining_minutes=remaining_minutes(p, now),
+        progress_percent=progress_percent(p, now),
+    )
+
+
+def epg_next(p: Program, now: datetime, tz: str) -> EpgNext:
+    return EpgNext(
+        program_id=p.program_id,
+        title=p.title,
+        starts_in_minutes=starts_in_minutes(p, now),
+        start_time_formatted=clock_time(p.starts_at, tz),
+    )
+
+
+def epg_now(programs: Sequence[Program], now: datetime, tz: str) -> EpgNow:
+    """What is on at `now` and what comes next, start time shown in zone `tz`.
+
+    Either side is None in a gap or at the end of the schedule. Raises
+    `UnknownTimezone` (422, field timezone) for a bad `tz`.
+    """
+    current = current_program(programs, now)
+    upcoming = next_program(programs, now)
+    return EpgNow(
+        current_program=epg_current(current, now) if current else None,
+        next_program=epg_next(upcoming, now, tz) if upcoming else None,
+    )
+
+
+def schedule_entry(p: Program, now: datetime, tz: str) -> ScheduleEntry:
+    at = require_aware(now, "now")
+    return ScheduleEntry(
+        program_id=p.program_id,
+        title=p.title,
+        description=p.description,
+        starts_at=utc_seconds(p.starts_at),
+        ends_at=utc_seconds(p.ends_at),
+        start_time_formatted=clock_time(p.starts_at, tz),
+        end_time_formatted=clock_time(p.ends_at, tz),
+        duration_minutes=p.duration // MINUTE,
+        is_current=p.starts_at <= at < p.ends_at,
+    )
+
+
+def watch_epg(programs: Sequence[Program], now: datetime, tz: str) -> WatchEpg:
+    """The `epg` object of 33: the local day of `now` in `tz`, current and next program.
+
+    Raises `UnknownTimezone` (422, field timezone) for a bad `tz`.
+    """
+    day = day_schedule(programs, now, tz)
+    head = epg_now(programs, now, tz)
+    return WatchEpg(
+        date=local_date(now, tz),
+        timezone=tz,
+        current_program=head.current_program,
+        next_program=head.next_program,
+        schedule=[schedule_entry(p, now, tz) for p in day],
+    )

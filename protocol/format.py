@@ -164,3 +164,8 @@ def local_date(at: datetime, tz: str) -> str:
     Raises `UnknownTimezone` for a bad `tz` and ValueError for a naive `at`.
     """
     return require_aware(at, "at").astimezone(zone(tz)).date().isoformat()
+
+
+def utc_seconds(at: datetime) -> datetime:
+    """`at` in UTC without microseconds, so it encodes as the seed's "2024-11-01T18:15:00Z"."""
+    return require_aware(at, "at").replace(microsecond=0)

@@ -33,9 +33,14 @@ from typing import Annotated, Final
 import msgspec
 
 from protocol.codec import decode
+from protocol.epg import EpgCurrent, EpgNext, EpgNow
 from protocol.format import compact_count
 from protocol.limits import INT64_MAX, FiniteNonNegative, NonNegative
-from protocol.rest import EpgCurrent, EpgNext, HeartbeatEpg, Quality
+from protocol.values import (
+    LatencyMode,
+    Quality,
+    StreamHealth,
+)
 
 __all__ = [
     "PROTOCOL",
@@ -82,6 +87,9 @@ class _Server(msgspec.Struct, kw_only=True, frozen=True, tag_field="type"):
 
 
 class HelloSession(msgspec.Struct, kw_only=True, frozen=True):
+    """`device_type` is a DeviceType value and `quality` a Quality value (typed str: the
+    server's per-socket state holds them as interned strings)."""
+
     session_id: str
     started_at: datetime
     expires_at: datetime
@@ -93,10 +101,10 @@ class HelloSession(msgspec.Struct, kw_only=True, frozen=True):
 class HelloStream(msgspec.Struct, kw_only=True, frozen=True):
     stream_id: str
     is_live: bool
-    health: str
+    health: StreamHealth
     title: str
     started_at: datetime
-    latency_mode: str
+    latency_mode: LatencyMode
 
 
 class ViewerNumbers(msgspec.Struct, kw_only=True, frozen=True):
@@ -129,7 +137,7 @@ class Hello(_Server, tag="hello", kw_only=True, frozen=True):
     session: HelloSession
     stream: HelloStream | None
     viewers: ViewerNumbers
-    epg: HeartbeatEpg
+    epg: EpgNow
     token: TokenInfo | None
     ping_interval: float
 
@@ -156,27 +164,34 @@ class StreamStatus(_Server, tag="stream", kw_only=True, frozen=True):
 
     stream_id: str | None
     is_live: bool
-    health: str | None
+    health: StreamHealth | None
     title: str | None
 
 
 class Token(_Server, tag="token", kw_only=True, frozen=True):
-    """A new stream token for this session: at 80 % of the old one's life, after a quality change
-    or when the channel went live with a new stream. `reason`: refresh | quality | stream."""
+    """A new stream token for this session: at 80 % of the old one's life (`reason` "refresh"),
+    after a quality change ("quality"), when the channel went live with a new stream
+    ("stream") or after the channel's signing key rotated ("rotation"). `quality` is a
+    Quality value."""
 
     token: str
     token_expires_at: datetime
     stream_url: str
     quality: str
-    reason: str
+    reason: str  # one of protocol.values.TokenReason
 
 
 class SessionState(_Server, tag="session", kw_only=True, frozen=True):
-    """This session is over (`state` ended | expired); the server closes the socket with 4009."""
+    """This session is over; the server closes the socket with 4009.
+
+    `state`: "ended" (DELETE watch, stream offline, swept; `reason` says which, "ended" when
+    no reason was recorded), "expired" (past its hard lifetime) or "replaced" (the same
+    session connected again elsewhere; `reason` "connected again").
+    """
 
     session_id: str
-    state: str
-    reason: str
+    state: str  # one of protocol.values.SessionEndState
+    reason: str  # one of protocol.values.SessionCloseReason
 
 
 class Error(_Server, tag="error", kw_only=True, frozen=True):
@@ -252,7 +267,7 @@ def viewer_numbers(watching_now: int, delta: int, peak_today: int) -> ViewerNumb
     )
 
 
-def epg_message(epoch: str, seq: int, ts: float, epg: HeartbeatEpg) -> Epg:
+def epg_message(epoch: str, seq: int, ts: float, epg: EpgNow) -> Epg:
     return Epg(
         epoch=epoch,
         seq=seq,

@@ -18,8 +18,8 @@ from server.config import Settings
 from server.events import ChannelEvents, NoEvents
 from server.middleware import error_middleware
 from server.signing import StreamSigner
+from store.heartbeats import HeartbeatBatcher
 from store.pg import create_pool
-from store.sessions import HeartbeatBatcher
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)

@@ -36,8 +36,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import asyncpg
 
-from protocol.epg import Program
-from protocol.rest import HeartbeatEpg, epg_now
+from protocol.epg import EpgNow, Program, epg_now
 from store import channels, presence
 from store.channels import ChannelSnapshot
 from store.presence import ViewerCounts
@@ -124,7 +123,7 @@ class ChannelCache:
         # Which creator's snapshot holds a channel, to drop it by channel id.
         self._creator_of: dict[str, str] = {}
         # (channel, zone) -> (unix second, programs it was computed from, current/next then).
-        self._epg: dict[tuple[str, str], tuple[int, list[Program], HeartbeatEpg]] = {}
+        self._epg: dict[tuple[str, str], tuple[int, list[Program], EpgNow]] = {}
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -135,7 +134,7 @@ class ChannelCache:
     async def counts(self, channel_id: str) -> ViewerCounts:
         return await self._counts.get(channel_id)
 
-    async def epg(self, channel_id: str, now: datetime, tz: str) -> HeartbeatEpg:
+    async def epg(self, channel_id: str, now: datetime, tz: str) -> EpgNow:
         """Current and next program (endpoint 36's `epg`) as of the whole second of `now`.
 
         From the channel's programs overlapping [read - EPG_BEHIND, read + EPG_AHEAD),

@@ -38,7 +38,7 @@ from aiohttp import web
 
 from protocol import bus as wire
 from protocol.bus import Envelope, EpgEvent, Kind, SessionEvent
-from protocol.epg import Program, current_program, next_program
+from protocol.epg import EpgNow, Program, current_program, epg_now, next_program
 from protocol.errors import ApiError, CloseCode
 from protocol.format import UnknownTimezone
 from protocol.messages import (
@@ -60,7 +60,6 @@ from protocol.messages import (
     viewer_numbers,
     viewers_message,
 )
-from protocol.rest import HeartbeatEpg, epg_now
 from protocol.urls import stream_url
 from server.app import CACHE, EVENTS, POOL, SETTINGS
 from server.cache import ChannelCache
@@ -389,7 +388,7 @@ class Realtime:
         return encode_server(msg)
 
     @staticmethod
-    def _epg(programs: list[Program], now: datetime, tz: str) -> HeartbeatEpg:
+    def _epg(programs: list[Program], now: datetime, tz: str) -> EpgNow:
         try:
             return epg_now(programs, now, tz)
         except UnknownTimezone:

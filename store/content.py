@@ -17,7 +17,7 @@ from typing import Any, Final
 import asyncpg
 import msgspec
 
-from store.channels import write_one
+from store.channel_writes import write_one
 from store.errors import edge
 
 __all__ = [

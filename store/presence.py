@@ -20,7 +20,7 @@ from typing import Final
 import asyncpg
 import msgspec
 
-from protocol.rest import DEVICE_TYPES
+from protocol.values import DEVICE_TYPES
 from store.errors import edge
 
 __all__ = ["ViewerCounts", "viewer_counts"]

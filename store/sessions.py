@@ -20,12 +20,12 @@ the limit holds across instances and under races.
 
 Heartbeat delta. `reported_watching` is the viewer count the session was last
 told (at POST watch and at each heartbeat); `report_viewers` swaps it and
-returns the previous value, so delta = now - previous.
+returns the previous value, so delta = now - previous. REST heartbeats
+themselves, batched, are store.heartbeats.
 """
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
@@ -34,17 +34,14 @@ from typing import Final
 import asyncpg
 import msgspec
 
-from store.errors import LimitReached, StoreUnavailable, edge
+from protocol.values import SessionEndReason
+from store.errors import LimitReached, edge
 
 __all__ = [
-    "Beat",
-    "BeatRequest",
+    "SESSION_COLUMNS",
     "Claim",
     "ConcurrentLimitReached",
-    "HeartbeatBatcher",
     "WatchSession",
-    "beat_session",
-    "beat_sessions",
     "claim_session",
     "create_session",
     "end_session",
@@ -52,6 +49,8 @@ __all__ = [
     "live_session_count",
     "new_session_id",
     "report_viewers",
+    "session_columns",
+    "session_row",
     "touch_sessions",
     "update_quality",
     "update_session",
@@ -59,14 +58,14 @@ __all__ = [
 
 SESSION_PREFIX: Final = "sess_watch_"
 
-_COLUMNS: Final = (
+SESSION_COLUMNS: Final = (
     "session_id, user_id, creator_id, channel_id, stream_id, device_type, quality, timezone,"
     " started_at, last_seen_at, expires_at, ended_at, end_reason, reported_watching"
 )
 
 
-def _cols(alias: str) -> str:
-    return ", ".join(f"{alias}.{name.strip()}" for name in _COLUMNS.split(","))
+def session_columns(alias: str) -> str:
+    return ", ".join(f"{alias}.{name.strip()}" for name in SESSION_COLUMNS.split(","))
 
 
 class WatchSession(msgspec.Struct, kw_only=True, frozen=True):
@@ -84,7 +83,7 @@ class WatchSession(msgspec.Struct, kw_only=True, frozen=True):
     last_seen_at: datetime
     expires_at: datetime
     ended_at: datetime | None
-    end_reason: str | None = None
+    end_reason: SessionEndReason | None = None
     reported_watching: int = 0
 
     def is_live(self, now: datetime) -> bool:
@@ -101,18 +100,10 @@ class ConcurrentLimitReached(LimitReached):
         self.limit: Final = limit
 
 
-class Beat(msgspec.Struct, kw_only=True, frozen=True):
-    """What one REST heartbeat found (see `beat_session`)."""
-
-    session: WatchSession  # the row as before the heartbeat
-    touched: bool  # it was the caller's, on the creator's channel, live: touched and told
-    previous: int  # the count it had been told before (`reported_watching`)
-
-
 _FIELDS: Final = tuple(WatchSession.__struct_fields__)
 
 
-def _row(record: asyncpg.Record) -> WatchSession:
+def session_row(record: asyncpg.Record) -> WatchSession:
     return WatchSession(**{name: record[name] for name in _FIELDS})
 
 
@@ -124,9 +115,9 @@ def new_session_id() -> str:
 @edge
 async def get_session(pool: asyncpg.Pool, session_id: str) -> WatchSession | None:
     record = await pool.fetchrow(
-        f"select {_COLUMNS} from watch_sessions where session_id = $1", session_id
+        f"select {SESSION_COLUMNS} from watch_sessions where session_id = $1", session_id
     )
-    return _row(record) if record else None
+    return session_row(record) if record else None
 
 
 @edge
@@ -158,7 +149,7 @@ async def create_session(
             f"update watch_sessions set ended_at = now(), end_reason = 'timeout'"
             f" where user_id = $1 and ended_at is null"
             f" and (last_seen_at <= now() - make_interval(secs => $2) or expires_at <= now())"
-            f" returning {_COLUMNS}",
+            f" returning {SESSION_COLUMNS}",
             user_id,
             ttl,
         )
@@ -171,7 +162,7 @@ async def create_session(
             f"insert into watch_sessions (session_id, user_id, creator_id, channel_id, stream_id,"
             f" device_type, quality, timezone, expires_at)"
             f" values ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9))"
-            f" returning {_COLUMNS}",
+            f" returning {SESSION_COLUMNS}",
             new_session_id(),
             user_id,
             creator_id,
@@ -182,7 +173,7 @@ async def create_session(
             timezone,
             max_age,
         )
-    return _row(record), [_row(r) for r in swept]
+    return session_row(record), [session_row(r) for r in swept]
 
 
 @edge
@@ -214,10 +205,10 @@ _CLAIM_SQL: Final = (
     f" from (select session_id, socket_instance from watch_sessions"
     f" where session_id = $1 and user_id = $2 and creator_id = $3"
     f" and ended_at is null and expires_at > now() for update) prev"
-    f" where w.session_id = prev.session_id returning {_cols('w')}, prev.socket_instance)"
-    f" select {_COLUMNS}, true as touched, socket_instance as held_by from touched"
+    f" where w.session_id = prev.session_id returning {session_columns('w')}, prev.socket_instance)"
+    f" select {SESSION_COLUMNS}, true as touched, socket_instance as held_by from touched"
     f" union all"
-    f" select {_COLUMNS}, false, null from watch_sessions"
+    f" select {SESSION_COLUMNS}, false, null from watch_sessions"
     f" where session_id = $1 and not exists (select 1 from touched)"
 )
 
@@ -245,222 +236,23 @@ async def claim_session(
     record = await pool.fetchrow(_CLAIM_SQL, session_id, user_id, creator_id, instance_id)
     if record is None:
         return Claim(session=None, touched=False)
-    return Claim(session=_row(record), touched=bool(record["touched"]), held_by=record["held_by"])
-
-
-_BEAT_SQL: Final = (
-    f"with req as (select * from unnest($1::text[], $2::text[], $3::text[], $4::int[])"
-    f" as r(session_id, user_id, creator_id, watching_now)),"
-    # Lock each allowed row, then update it (the lock comes first row by row, in id order,
-    # so overlapping batches cannot deadlock); `previous` is read under the lock.
-    f" touched as ("
-    f" update watch_sessions w set last_seen_at = now(), reported_watching = cur.watching_now"
-    f" from (select s.session_id, s.reported_watching as previous, r.watching_now"
-    f" from watch_sessions s join req r on r.session_id = s.session_id"
-    f" where s.creator_id = r.creator_id and (r.user_id is null or s.user_id = r.user_id)"
-    f" and s.ended_at is null and s.expires_at > now()"
-    f" order by s.session_id for update of s) cur"
-    f" where w.session_id = cur.session_id returning {_cols('w')}, cur.previous)"
-    f" select {_COLUMNS}, true as touched, previous from touched"
-    f" union all"
-    f" select {_cols('s')}, false, s.reported_watching from watch_sessions s"
-    f" join req r on r.session_id = s.session_id"
-    f" where not exists (select 1 from touched t where t.session_id = s.session_id)"
-)
-
-
-class BeatRequest(msgspec.Struct, frozen=True):
-    """One REST heartbeat: the session, the caller (None: an admin), the path's creator and
-    the count to tell the session."""
-
-    session_id: str
-    user_id: str | None
-    creator_id: str
-    watching_now: int
-
-
-@edge
-async def beat_sessions(pool: asyncpg.Pool, requests: Sequence[BeatRequest]) -> dict[str, Beat]:
-    """Heartbeats of distinct sessions in one statement; the Beat of each that exists, by id.
-
-    A session is touched and its `reported_watching` swapped for the request's
-    `watching_now` only if it is on the request's creator's channel, live, and
-    the request's user's (None: an admin, any user). Its row is locked first,
-    so concurrent heartbeats of one session (other batches, other instances)
-    each get the count the other told. Raises ValueError on a repeated session id.
-    """
-    if len({r.session_id for r in requests}) != len(requests):
-        raise ValueError("one heartbeat per session per statement")
-    records = await pool.fetch(
-        _BEAT_SQL,
-        [r.session_id for r in requests],
-        [r.user_id for r in requests],
-        [r.creator_id for r in requests],
-        [r.watching_now for r in requests],
+    return Claim(
+        session=session_row(record), touched=bool(record["touched"]), held_by=record["held_by"]
     )
-    return {
-        record["session_id"]: Beat(
-            session=_row(record), touched=bool(record["touched"]), previous=int(record["previous"])
-        )
-        for record in records
-    }
 
 
-@edge
-async def beat_session(
-    pool: asyncpg.Pool, session_id: str, *, user_id: str | None, creator_id: str, watching_now: int
-) -> Beat | None:
-    """One heartbeat (see `beat_sessions`); None if the session does not exist."""
-    found = await beat_sessions(pool, [BeatRequest(session_id, user_id, creator_id, watching_now)])
-    return found.get(session_id)
-
-
-class HeartbeatBatcher:
-    """Runs concurrent heartbeats together: one statement per batch (group commit).
-
-    Requests that arrive while up to `max_inflight` batches are running, or in
-    the same event-loop turn, go out together in the next one. Several requests
-    for one session with the same caller and creator (a player retrying, a load
-    test) share one row of the statement and get what running them one after
-    the other would give: the first is told the stored previous count, each
-    later one the count the one before it told. A request for a session already
-    in the batch, or in a batch still running, under another caller waits until
-    that batch is done, so one session's heartbeats run in arrival order. A failed
-    statement fails every request of its batch with the same error. A request
-    whose caller goes away is still executed with its batch.
-    """
-
-    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 256, max_inflight: int = 4) -> None:
-        self.pool = pool
-        self.max_batch = max_batch
-        self.max_inflight = max_inflight
-        self._queue: list[tuple[BeatRequest, asyncio.Future[Beat | None]]] = []
-        self._inflight: set[asyncio.Task[None]] = set()
-        self._busy: set[str] = set()  # sessions of the batches in flight
-        self._kick_armed = False
-        self.batches = 0  # statements run, for tests and metrics
-        self.requests = 0
-
-    async def beat(self, request: BeatRequest) -> Beat | None:
-        """The Beat of `request`'s session, None if it does not exist."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Beat | None] = loop.create_future()
-        self._queue.append((request, future))
-        if not self._kick_armed and len(self._inflight) < self.max_inflight:
-            self._kick_armed = True
-            loop.call_soon(self._kick)
-        # A caller that goes away cancels only its future: the request stays in its batch.
-        return await future
-
-    def _kick(self) -> None:
-        self._kick_armed = False
-        while self._queue and len(self._inflight) < self.max_inflight:
-            batch = self._take()
-            if not batch:
-                break  # all that is queued waits for its session's batch in flight; _done kicks again
-            self._busy.update(session_id for session_id, _, _ in batch)
-            task = asyncio.get_running_loop().create_task(self._run(batch), name="heartbeats")
-            self._inflight.add(task)
-            task.add_done_callback(self._done)
-
-    def _take(
-        self,
-    ) -> dict[tuple[str, str | None, str], list[tuple[BeatRequest, asyncio.Future[Beat | None]]]]:
-        """Up to max_batch sessions from the queue, grouped by (session, caller, creator)."""
-        groups: dict[
-            tuple[str, str | None, str], list[tuple[BeatRequest, asyncio.Future[Beat | None]]]
-        ] = {}
-        sessions: set[str] = set()
-        rest = []
-        for item in self._queue:
-            req = item[0]
-            key = (req.session_id, req.user_id, req.creator_id)
-            group = groups.get(key)
-            if group is not None:
-                group.append(item)
-            elif (
-                req.session_id in sessions
-                or req.session_id in self._busy
-                or len(groups) >= self.max_batch
-            ):
-                rest.append(item)
-            else:
-                groups[key] = [item]
-                sessions.add(req.session_id)
-        self._queue = rest
-        return groups
-
-    async def _run(
-        self,
-        groups: dict[
-            tuple[str, str | None, str], list[tuple[BeatRequest, asyncio.Future[Beat | None]]]
-        ],
-    ) -> None:
-        # The row of a group tells the last request's count; see the class doc for the others.
-        rows = [items[-1][0] for items in groups.values()]
-        try:
-            found = await beat_sessions(self.pool, rows)
-        except asyncio.CancelledError:
-            self._fail(groups, StoreUnavailable("heartbeats cancelled"))
-            raise
-        except Exception as err:  # noqa: BLE001 - handed to the requests, who map it to a status
-            self._fail(groups, err)
-            return
-        finally:
-            self._busy.difference_update(session_id for session_id, _, _ in groups)
-        self.batches += 1
-        for (session_id, _, _), items in groups.items():
-            beat = found.get(session_id)
-            for req, future in items:
-                self.requests += 1
-                if not future.done():
-                    future.set_result(beat)
-                if beat is not None and beat.touched:
-                    beat = Beat(session=beat.session, touched=True, previous=req.watching_now)
-
-    @staticmethod
-    def _fail(
-        groups: dict[
-            tuple[str, str | None, str], list[tuple[BeatRequest, asyncio.Future[Beat | None]]]
-        ],
-        err: Exception,
-    ) -> None:
-        for items in groups.values():
-            for _, future in items:
-                if not future.done():
-                    future.set_exception(err)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
-        if not task.cancelled():
-            task.exception()  # already handed to the requests
-        if self._queue and not self._kick_armed:
-            self._kick_armed = True
-            asyncio.get_running_loop().call_soon(self._kick)
-
-    async def close(self) -> None:
-        """Wait for the batches in flight; requests still queued fail."""
-        if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
-        for _, future in self._queue:
-            if not future.done():
-                future.set_exception(StoreUnavailable("heartbeats stopped"))
-        self._queue.clear()
-
-
-@edge
 async def update_session(
     pool: asyncpg.Pool, session_id: str, *, quality: str, device_type: str | None = None
 ) -> WatchSession | None:
     """Change quality (and device, when given) of a live session; None if unknown or not live."""
     record = await pool.fetchrow(
         f"update watch_sessions set quality = $2, device_type = coalesce($3, device_type)"
-        f" where session_id = $1 and ended_at is null and expires_at > now() returning {_COLUMNS}",
+        f" where session_id = $1 and ended_at is null and expires_at > now() returning {SESSION_COLUMNS}",
         session_id,
         quality,
         device_type,
     )
-    return _row(record) if record else None
+    return session_row(record) if record else None
 
 
 @edge
@@ -470,18 +262,20 @@ async def update_quality(pool: asyncpg.Pool, session_id: str, quality: str) -> W
 
 
 @edge
-async def end_session(pool: asyncpg.Pool, session_id: str, reason: str) -> WatchSession | None:
+async def end_session(
+    pool: asyncpg.Pool, session_id: str, reason: SessionEndReason
+) -> WatchSession | None:
     """End a session; idempotent: a second call returns the first `ended_at` and reason.
 
     None only if the session does not exist.
     """
     record = await pool.fetchrow(
         f"update watch_sessions set ended_at = coalesce(ended_at, now()),"
-        f" end_reason = coalesce(end_reason, $2) where session_id = $1 returning {_COLUMNS}",
+        f" end_reason = coalesce(end_reason, $2) where session_id = $1 returning {SESSION_COLUMNS}",
         session_id,
         reason,
     )
-    return _row(record) if record else None
+    return session_row(record) if record else None
 
 
 @edge

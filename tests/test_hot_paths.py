@@ -16,7 +16,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from server.realtime import REALTIME
-from store import sessions
+from store import heartbeats, sessions
 from store.embedded import EmbeddedValkey
 from tests.conftest import AppClientFactory, auth, token
 from tests.wsutil import Watcher, admin, start_watch
@@ -58,7 +58,7 @@ async def _create(pool: asyncpg.Pool, user: str) -> sessions.WatchSession:
     return created
 
 
-# --- batched heartbeats (store.sessions.HeartbeatBatcher) ------------------------------------
+# --- batched heartbeats (store.heartbeats.HeartbeatBatcher) ------------------------------------
 
 
 async def test_concurrent_heartbeats_of_one_session_add_up_as_if_one_by_one(
@@ -81,10 +81,10 @@ async def test_one_statement_serves_many_sessions(demo_db: asyncpg.Pool) -> None
     made = [await _create(demo_db, f"user_{i}") for i in range(8)]
     ended = made[-1]
     await sessions.end_session(demo_db, ended.session_id, "user_exit")
-    batcher = sessions.HeartbeatBatcher(demo_db)
+    batcher = heartbeats.HeartbeatBatcher(demo_db)
     try:
-        requests = [sessions.BeatRequest(s.session_id, s.user_id, "creator_001", 7) for s in made]
-        requests.append(sessions.BeatRequest("sess_watch_missing", "user_x", "creator_001", 7))
+        requests = [heartbeats.BeatRequest(s.session_id, s.user_id, "creator_001", 7) for s in made]
+        requests.append(heartbeats.BeatRequest("sess_watch_missing", "user_x", "creator_001", 7))
         beats = await asyncio.gather(*(batcher.beat(r) for r in requests))
     finally:
         await batcher.close()
@@ -94,7 +94,7 @@ async def test_one_statement_serves_many_sessions(demo_db: asyncpg.Pool) -> None
         assert beat is not None and beat.session.session_id == s.session_id
         assert beat.touched is (s is not ended)
         assert beat.previous == 0
-    again = await sessions.beat_session(
+    again = await heartbeats.beat_session(
         demo_db,
         made[0].session_id,
         user_id=made[0].user_id,
@@ -106,13 +106,13 @@ async def test_one_statement_serves_many_sessions(demo_db: asyncpg.Pool) -> None
 
 async def test_another_callers_heartbeat_never_touches_the_session(demo_db: asyncpg.Pool) -> None:
     owned = await _create(demo_db, "owner")
-    batcher = sessions.HeartbeatBatcher(demo_db)
+    batcher = heartbeats.HeartbeatBatcher(demo_db)
     try:
         mine, theirs, wrong_creator, admin_beat = await asyncio.gather(
-            batcher.beat(sessions.BeatRequest(owned.session_id, "owner", "creator_001", 4)),
-            batcher.beat(sessions.BeatRequest(owned.session_id, "intruder", "creator_001", 5)),
-            batcher.beat(sessions.BeatRequest(owned.session_id, "owner", "creator_002", 6)),
-            batcher.beat(sessions.BeatRequest(owned.session_id, None, "creator_001", 8)),
+            batcher.beat(heartbeats.BeatRequest(owned.session_id, "owner", "creator_001", 4)),
+            batcher.beat(heartbeats.BeatRequest(owned.session_id, "intruder", "creator_001", 5)),
+            batcher.beat(heartbeats.BeatRequest(owned.session_id, "owner", "creator_002", 6)),
+            batcher.beat(heartbeats.BeatRequest(owned.session_id, None, "creator_001", 8)),
         )
     finally:
         await batcher.close()

@@ -10,7 +10,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from protocol import rest
-from server.openapi import ROUTES, Route, build_document
+from server.openapi import build_document
+from server.openapi_routes import ROUTES, Route
 from tests.conftest import AppClientFactory
 
 LIVE = "/creators/{creator_id}/channel"

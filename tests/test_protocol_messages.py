@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from protocol import bus
-from protocol.epg import Program
+from protocol.epg import EpgNow, Program, epg_now
 from protocol.errors import BadRequest, Unprocessable
 from protocol.messages import (
     Epg,
@@ -28,7 +28,7 @@ from protocol.messages import (
     viewer_numbers,
     viewers_message,
 )
-from protocol.rest import HeartbeatEpg, Quality, epg_now
+from protocol.values import Quality
 from server.hub import text_frame
 
 NOW = datetime(2024, 11, 1, 18, 31, tzinfo=UTC)
@@ -205,4 +205,4 @@ def test_text_frame_is_a_valid_unmasked_server_frame(size: int) -> None:
 
 def test_hello_epg_defaults_are_empty_in_a_gap() -> None:
     empty = epg_now([], NOW, "UTC")
-    assert empty == HeartbeatEpg(current_program=None, next_program=None)
+    assert empty == EpgNow(current_program=None, next_program=None)

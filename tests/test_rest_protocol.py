@@ -8,21 +8,11 @@ import msgspec
 import pytest
 
 from protocol import urls
-from protocol.epg import Program
+from protocol.admin import ProgramPatch, changes
+from protocol.epg import EpgCurrent, EpgNext, EpgNow, Program, epg_now, watch_epg
 from protocol.errors import Unprocessable
-from protocol.rest import (
-    EpgCurrent,
-    EpgNext,
-    HeartbeatEpg,
-    OnDemandQuery,
-    ProgramPatch,
-    Quality,
-    changes,
-    epg_now,
-    quality_bitrates,
-    quality_options,
-    watch_epg,
-)
+from protocol.rest import OnDemandQuery, quality_bitrates, quality_options
+from protocol.values import Quality
 
 CDN = "https://cdn.droptv.com"
 
@@ -111,7 +101,7 @@ def _seed_schedule() -> list[Program]:
 
 def test_epg_now_reproduces_the_seed() -> None:
     now = utc(2024, 11, 1, 23, 0) - timedelta(minutes=29)
-    assert epg_now(_seed_schedule(), now, "America/New_York") == HeartbeatEpg(
+    assert epg_now(_seed_schedule(), now, "America/New_York") == EpgNow(
         current_program=EpgCurrent(
             program_id="prog_002",
             title="Behind the Laughs",
@@ -135,14 +125,12 @@ def test_epg_now_in_gaps_and_at_the_end() -> None:
     assert before.next_program is not None and before.next_program.program_id == "prog_001"
     assert before.next_program.start_time_formatted == "9:15 PM"
     after = epg_now(programs, utc(2024, 11, 2, 3, 0), "UTC")
-    assert after == HeartbeatEpg(current_program=None, next_program=None)
+    assert after == EpgNow(current_program=None, next_program=None)
     at_boundary = epg_now(programs, utc(2024, 11, 1, 23, 0), "UTC")
     assert at_boundary.current_program is not None
     assert at_boundary.current_program.program_id == "prog_003"
     assert at_boundary.current_program.elapsed_minutes == 0
-    assert epg_now([], utc(2024, 11, 1), "UTC") == HeartbeatEpg(
-        current_program=None, next_program=None
-    )
+    assert epg_now([], utc(2024, 11, 1), "UTC") == EpgNow(current_program=None, next_program=None)
 
 
 def test_epg_now_refuses_unknown_zone() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from store import channels, presence, sessions
+from store import channel_writes, channels, presence, sessions
 
 TTL = 75.0
 MAX_AGE = 3600.0
@@ -203,7 +203,7 @@ async def test_concurrent_counts_keep_the_highest_peak(demo_db: asyncpg.Pool) ->
 async def test_going_offline_ends_the_streams_sessions(demo_db: asyncpg.Pool) -> None:
     s = await _create(demo_db)
     other = await _create(demo_db, "user_b", channel="ch_102")
-    result = await channels.go_offline(demo_db, "ch_101")
+    result = await channel_writes.go_offline(demo_db, "ch_101")
     assert result is not None
     stream, ended = result
     assert stream.stream_id == "stream_abc123" and stream.ended_at is not None
@@ -211,7 +211,7 @@ async def test_going_offline_ends_the_streams_sessions(demo_db: asyncpg.Pool) ->
     gone = await sessions.get_session(demo_db, s.session_id)
     assert gone is not None and gone.end_reason == "stream_offline"
     assert await channels.get_live_stream(demo_db, "ch_101") is None
-    assert await channels.go_offline(demo_db, "ch_101") is None
+    assert await channel_writes.go_offline(demo_db, "ch_101") is None
     still = await sessions.get_session(demo_db, other.session_id)
     assert still is not None and still.ended_at is None
 

@@ -29,29 +29,26 @@ from aiohttp import web
 
 from protocol import urls
 from protocol.errors import NO_ACTIVE_STREAM, SUBSCRIPTION_REQUIRED, Conflict, Forbidden, NotFound
-from protocol.format import compact_count, uptime
+from protocol.format import compact_count, uptime, utc_seconds
 from protocol.rest import (
     Cdn,
     ChannelLive,
     ChannelViewers,
     DeviceCounts,
     Drm,
-    LatencyMode,
     LiveChannelInfo,
     LiveStreamSummary,
     PlaybackStream,
-    Quality,
     SessionQualities,
     SessionQuery,
-    StreamHealth,
     StreamMetadata,
     StreamQuery,
     StreamUrls,
     UserState,
     ViewerBreakdown,
     quality_options,
-    utc_seconds,
 )
+from protocol.values import LatencyMode, Quality, StreamHealth
 from server.app import POOL, SETTINGS, SIGNER
 from server.auth import Caller, optional_caller, required_caller
 from server.config import Settings

@@ -13,7 +13,8 @@ from aiohttp import web
 from protocol import urls
 from protocol.errors import NotFound
 from protocol.format import clock_duration, compact_count
-from protocol.rest import ContentFilter, ContentItem, ContentType, OnDemandPage, OnDemandQuery
+from protocol.rest import ContentItem, OnDemandPage, OnDemandQuery
+from protocol.values import ContentFilter, ContentType
 from server.auth import optional_caller
 from server.respond import ok, query_as
 from server.routes.live import BASE, pool_of, settings_of

@@ -29,7 +29,7 @@ from datetime import timedelta
 from aiohttp import web
 
 from protocol import urls
-from protocol.epg import local_day_bounds
+from protocol.epg import local_day_bounds, watch_epg
 from protocol.errors import (
     MAX_CONCURRENT,
     Conflict,
@@ -38,30 +38,25 @@ from protocol.errors import (
     TooManyRequests,
     Unprocessable,
 )
-from protocol.format import clock_duration, compact_count, zone
+from protocol.format import clock_duration, compact_count, utc_seconds, zone
 from protocol.rest import (
     ChannelBrief,
     CreatorBrief,
-    DeviceType,
-    Heartbeat,
-    HeartbeatStream,
-    LatencyMode,
-    Quality,
+    LiveHeartbeat,
+    LiveHeartbeatStream,
     QualityChange,
     QualityChanged,
     SessionEnded,
     SessionInfo,
     SessionQuery,
-    StreamHealth,
     ViewersDelta,
     WatchRequest,
     WatchStarted,
     WatchStream,
     WatchViewers,
     quality_bitrates,
-    utc_seconds,
-    watch_epg,
 )
+from protocol.values import DeviceType, LatencyMode, Quality, StreamHealth
 from server.app import BEATS, CACHE, EVENTS, SIGNER
 from server.respond import body_as, ok, query_as
 from server.routes.live import (
@@ -81,7 +76,7 @@ from server.routes.live import (
     snapshot,
     stream_urls,
 )
-from store import channels, presence, sessions
+from store import channels, heartbeats, presence, sessions
 
 
 async def start_watch(request: web.Request) -> web.Response:
@@ -243,7 +238,7 @@ async def heartbeat(request: web.Request) -> web.Response:
     """36: keep the session alive; refreshed token, viewers with delta, EPG now/next.
 
     One row of one PostgreSQL statement per call (ownership, touch and the count
-    swap; concurrent calls share a statement, store.sessions.HeartbeatBatcher).
+    swap; concurrent calls share a statement, store.heartbeats.HeartbeatBatcher).
     Creator, stream, counts and programs come from the instance's short-lived
     read cache (server.cache, at most viewer_interval old). A session is on its
     creator's channel (POST watch makes it so), so the path's creator gives the
@@ -262,7 +257,7 @@ async def heartbeat(request: web.Request) -> web.Response:
     counts = await cache.counts(snap.channel.channel_id)
     pool = pool_of(request)
     beat = await request.app[BEATS].beat(
-        sessions.BeatRequest(
+        heartbeats.BeatRequest(
             query.session_id,
             None if caller.is_admin else caller.user_id,
             creator_id,
@@ -299,7 +294,7 @@ async def heartbeat(request: web.Request) -> web.Response:
             user_id=session.user_id,
             quality=session.quality,
         )
-        stream_info = HeartbeatStream(
+        stream_info = LiveHeartbeatStream(
             stream_id=stream.stream_id,
             is_live=stream.is_live,
             health=StreamHealth(stream.health),
@@ -307,7 +302,7 @@ async def heartbeat(request: web.Request) -> web.Response:
             token_expires_at=token.expires_at,
         )
     return ok(
-        Heartbeat(
+        LiveHeartbeat(
             session_id=session.session_id,
             session_valid=reason is None,
             reason=reason,
