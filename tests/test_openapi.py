@@ -66,6 +66,15 @@ def test_every_ref_resolves(doc: dict[str, Any]) -> None:
         assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas, ref
 
 
+def test_schema_names_and_titles_are_unique(doc: dict[str, Any]) -> None:
+    """Client generators name a type by its schema title: two Structs of one name would
+    collide (msgspec then falls back to dotted module paths as component names)."""
+    schemas = doc["components"]["schemas"]
+    titles = [schema.get("title", name) for name, schema in schemas.items()]
+    assert [t for t in set(titles) if titles.count(t) > 1] == []
+    assert [name for name in schemas if "." in name] == []
+
+
 def test_lists_the_seed_endpoints_and_admin(doc: dict[str, Any]) -> None:
     for method, path in SEED_ENDPOINTS:
         assert method in doc["paths"].get(path, {}), (method, path)
