@@ -58,7 +58,7 @@ async def _health(request: web.Request) -> web.Response:
 def create_app(settings: Settings) -> web.Application:
     """Build the application; resources open when the runner starts it."""
     from server import metrics, openapi, realtime
-    from server.routes import admin, analytics, live, ondemand, watch
+    from server.routes import admin, analytics, hooks, ingest, live, ondemand, watch
 
     app = web.Application(
         middlewares=[error_middleware(settings.request_timeout)], client_max_size=settings.max_body
@@ -68,5 +68,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_pg_ctx)
     app.router.add_get("/healthz", _health)
     for module in (live, watch, ondemand, admin, analytics, openapi, metrics, realtime):
+        module.setup(app)
+    for module in (ingest, hooks):
         module.setup(app)
     return app

@@ -56,6 +56,11 @@ class Settings:
     pg_pool_min: int = 2
     pg_pool_max: int = 20
     log_level: str = "INFO"
+    # Browser origins allowed to call the REST API and open websockets (CORS), as a comma
+    # list ("https://a.example,https://b.example"); empty: none (same-origin only).
+    allowed_origins: str = ""
+    # The RTMP ingest base shown to creators with their stream key (GET /admin/channels/{id}/ingest).
+    rtmp_url: str = "rtmp://localhost:1935/live"
 
     @property
     def signing_key(self) -> str:
