@@ -57,7 +57,7 @@ async def _health(request: web.Request) -> web.Response:
 
 def create_app(settings: Settings) -> web.Application:
     """Build the application; resources open when the runner starts it."""
-    from server import metrics, openapi, realtime
+    from server import cors, metrics, openapi, realtime
     from server.routes import admin, analytics, hooks, ingest, live, ondemand, watch
 
     app = web.Application(
@@ -69,6 +69,6 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", _health)
     for module in (live, watch, ondemand, admin, analytics, openapi, metrics, realtime):
         module.setup(app)
-    for module in (ingest, hooks):
+    for module in (ingest, hooks, cors):
         module.setup(app)
     return app

@@ -7,17 +7,20 @@ uvloop event loop the aiohttp app runs on.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import logging
+import signal
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import uvloop
 
 from server.config import Settings
-from server.serving import serve
+from server.serving import run_instance
+from server.workers import run_workers
+from store.demo import load_demo
 from store.embedded import EmbeddedPostgres, EmbeddedValkey
 from store.pg import create_pool, migrate
 
@@ -45,8 +48,6 @@ async def prepare(settings: Settings, *, demo: bool) -> None:
     for name in await migrate(settings.database_url):
         log.info("migrated: %s", name)
     if demo:
-        from store.demo import load_demo
-
         pool = await create_pool(settings.database_url, min_size=1, max_size=2)
         try:
             if await load_demo(pool, now=datetime.now(UTC)):
@@ -63,8 +64,6 @@ def run_migrate(settings: Settings) -> int:
 
 def run_seed(settings: Settings, *, force: bool) -> int:
     async def seed(s: Settings) -> None:
-        from store.demo import load_demo
-
         assert s.database_url
         await migrate(s.database_url)
         pool = await create_pool(s.database_url, min_size=1, max_size=2)
@@ -79,34 +78,10 @@ def run_seed(settings: Settings, *, force: bool) -> int:
     return 0
 
 
-def run_instance(settings: Settings, *, reuse_port: bool = False) -> None:
-    """Serve one instance until SIGTERM/SIGINT; aiohttp runs on_shutdown then cleanup_ctx."""
-    from server.app import create_app
-
-    settings.warn_if_insecure()
-    loop = uvloop.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        serve(
-            loop,
-            create_app(settings),
-            settings.host,
-            settings.port,
-            reuse_port=reuse_port,
-            header_timeout=settings.header_timeout,
-        )
-        loop.run_until_complete(loop.shutdown_asyncgens())
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
-
-
 def run_serve(settings: Settings, *, demo: bool = True) -> int:
     with database(settings) as s:
         uvloop.run(prepare(s, demo=demo))
         if s.workers > 1:
-            from server.workers import run_workers
-
             return run_workers(s)
         run_instance(s)
     return 0
@@ -114,9 +89,6 @@ def run_serve(settings: Settings, *, demo: bool = True) -> int:
 
 def run_backends(settings: Settings, *, pg_port: int, redis_port: int) -> int:
     """Embedded PostgreSQL (migrated, demo world on first start) and Valkey until SIGINT/SIGTERM."""
-    import signal
-    import threading
-
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     pg = EmbeddedPostgres(settings.data_dir / "pgdata", port=pg_port).start()

@@ -45,6 +45,7 @@ from protocol.errors import ApiError, CloseCode, Unauthorized
 from protocol.messages import PROTOCOL
 from server.auth import bearer_from, verify_bearer
 from server.conn import Conn
+from server.cors import check_websocket_origin
 from server.realtime import REALTIME, Realtime
 from store.sessions import Claim, claim_session
 
@@ -133,6 +134,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         compress=False,
         timeout=rt.hub.close_timeout,
     )
+    check_websocket_origin(request)  # 403 before the upgrade when DROPTV_ALLOWED_ORIGINS is set
     if not ws.can_prepare(request).ok:
         raise ApiError("Websocket upgrade required (subprotocol droptv.live.v1)", status=426)
     await ws.prepare(request)

@@ -25,7 +25,6 @@ from protocol.admin import (
 )
 from protocol.errors import Unprocessable
 from protocol.values import ContentType, EntitlementKind
-from server.app import EVENTS, SIGNER
 from server.auth import Caller, key_id
 from server.respond import body_as, ok
 from server.routes.admin_common import (
@@ -39,6 +38,7 @@ from server.routes.admin_common import (
     stream_out,
 )
 from server.routes.live import notify, pool_of
+from server.state import EVENTS, SIGNER
 from store import channel_writes, content
 from store.content import ContentRow
 
