@@ -57,7 +57,8 @@ async def _health(request: web.Request) -> web.Response:
 
 def create_app(settings: Settings) -> web.Application:
     """Build the application; resources open when the runner starts it."""
-    from server import cors, metrics, openapi, realtime
+    from server import asyncapi, cors, metrics, openapi, realtime
+    from server.routes import web as pages
     from server.routes import admin, analytics, hooks, ingest, live, ondemand, watch
 
     app = web.Application(
@@ -69,6 +70,6 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", _health)
     for module in (live, watch, ondemand, admin, analytics, openapi, metrics, realtime):
         module.setup(app)
-    for module in (ingest, hooks, cors):
+    for module in (ingest, hooks, pages, asyncapi, cors):
         module.setup(app)
     return app

@@ -139,11 +139,14 @@ def build_document(routes: list[Route] | None = None) -> dict[str, Any]:
             op["security"] = [{"bearer": []}]
         elif r.auth == "optional":
             op["security"] = [{}, {"bearer": []}]
+        else:
+            op["security"] = []  # public: no bearer needed (lint: explicit, not inherited)
         if r.auth == "admin":
             op["description"] = "Admin token, or the creator's own token for their own data."
         paths.setdefault(r.path, {})[r.method.lower()] = op
     return {
         "openapi": "3.1.0",
+        "servers": [{"url": "/", "description": "the instance serving this document"}],
         "info": {
             "title": TITLE,
             "version": VERSION,

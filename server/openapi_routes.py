@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from protocol import admin, analytics, analytics_events, analytics_summary, rest
+from protocol import admin, analytics, analytics_events, analytics_summary, ingest, rest
 
 __all__ = ["ROUTES", "Route"]
 
@@ -254,6 +254,22 @@ ROUTES: list[Route] = [
         "/admin/channels/{channel_id}/stream-key/rotate",
         "Rotate the channel's stream signing key: every watcher gets a new token",
         admin.StreamKeyRotated,
+        auth="admin",
+        tag=_ADMIN_TAG,
+    ),
+    Route(
+        "GET",
+        "/admin/channels/{channel_id}/ingest",
+        "The channel's secret stream key and RTMP URL (created on first read)",
+        ingest.IngestInfo,
+        auth="admin",
+        tag=_ADMIN_TAG,
+    ),
+    Route(
+        "POST",
+        "/admin/channels/{channel_id}/ingest/rotate",
+        "Rotate the stream key: the old one can no longer start a broadcast",
+        ingest.IngestInfo,
         auth="admin",
         tag=_ADMIN_TAG,
     ),
