@@ -220,6 +220,11 @@ $("signin-form").addEventListener("submit", (event) => {
   watch().catch((err) => ($("signin-error").textContent = err.message));
 });
 
+$("video").addEventListener("error", () => {
+  // Expected with the demo world: its CDN does not resolve here (and HLS needs a player).
+  if ($("video").dataset.src) overlay("Playback unavailable here", "The stream URL is signed (below), but the demo CDN does not resolve from this machine.");
+});
+
 $("quality").addEventListener("change", () => {
   if (state.client && !state.client.closed) state.client.setQuality($("quality").value);
 });
