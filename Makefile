@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test bench lint install clean lock
+.PHONY: serve test bench lint install clean lock browser-deps browser-test e2e
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,36 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/droptv-live serve
 
+# The browser tests (tests/test_browser.py) drive Debian's Chromium through playwright-core,
+# installed from tests/browser/package-lock.json (no browser download); without Chromium or
+# npm they skip, saying so. The JS client's node tests run inside pytest (test_web_client_js).
+BROWSER_DIR := tests/browser
+CHROMIUM ?= /usr/bin/chromium
+BROWSER_DRIVER := $(BROWSER_DIR)/node_modules/.package-lock.json
+
 test: $(STAMP)
+	@if [ -x $(CHROMIUM) ] && command -v npm >/dev/null 2>&1; then $(MAKE) -s $(BROWSER_DRIVER); \
+	else echo "make test: no $(CHROMIUM) or no npm: the browser tests will skip (make browser-test installs Chromium)"; fi
 	$(BIN)/python -m pytest -q
+
+$(BROWSER_DRIVER): $(BROWSER_DIR)/package-lock.json
+	cd $(BROWSER_DIR) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent
+
+# Debian's chromium when it is missing (as root), then the driver.
+browser-deps:
+	@[ -x $(CHROMIUM) ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && apt-get update -qq && apt-get install -y -qq chromium; } \
+	  || { echo "browser-test: $(CHROMIUM) missing; install Debian's chromium (as root)"; exit 1; }
+	@$(MAKE) -s $(BROWSER_DRIVER)
+
+browser-test: $(STAMP) browser-deps
+	$(BIN)/python -m pytest -q tests/test_browser.py tests/test_web_pages.py tests/test_web_client_js.py
+
+# ffmpeg -> real nginx-rtmp -> our hooks (installs nginx, libnginx-mod-rtmp and ffmpeg as root).
+e2e: $(STAMP)
+	@command -v ffmpeg >/dev/null 2>&1 && [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] \
+	  || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq nginx libnginx-mod-rtmp ffmpeg; }
+	$(BIN)/python -m pytest -q tests/test_e2e_rtmp.py tests/test_hooks.py
 
 # wrk drives bench.rest when it can be installed; otherwise bench.rest falls back to aiohttp clients.
 bench: $(STAMP)
