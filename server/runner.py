@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import asyncpg
 import uvloop
 
 from server.config import Settings
@@ -52,8 +53,15 @@ async def prepare(settings: Settings, *, demo: bool) -> None:
         try:
             if await load_demo(pool, now=datetime.now(UTC)):
                 log.info("loaded the demo world")
+                print(await _demo_key_banner(pool, settings.rtmp_url), flush=True)
         finally:
             await pool.close()
+
+
+async def _demo_key_banner(pool: asyncpg.Pool, rtmp_url: str) -> str:
+    from server.routes.ingest import demo_key_banner  # the app's modules load only when used
+
+    return await demo_key_banner(pool, rtmp_url)
 
 
 def run_migrate(settings: Settings) -> int:
@@ -70,6 +78,7 @@ def run_seed(settings: Settings, *, force: bool) -> int:
         try:
             loaded = await load_demo(pool, now=datetime.now(UTC), force=force)
             print("demo world loaded" if loaded else "data exists; use --force to reload")
+            print(await _demo_key_banner(pool, s.rtmp_url), flush=True)
         finally:
             await pool.close()
 

@@ -280,3 +280,24 @@ async def test_watchers_see_hook_go_live_as_from_the_admin_api(env: Env) -> None
     hello = again.of_type("hello")[0]
     assert hello["stream"]["is_live"] is True and hello["token"]["stream_url"].endswith(".m3u8")
     await again.close()
+
+
+async def test_seed_demo_prints_the_stream_key_of_ch_101(
+    database_url: str, db: asyncpg.Pool
+) -> None:
+    """`droptv-live seed --demo` (and a first `serve`) tells the operator what to publish with."""
+    import asyncio
+    import sys
+
+    from tests.conftest import ROOT
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "seed", "--demo", "--database-url", database_url,
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    key = await db.fetchval("select stream_key from ingest_keys where channel_id = 'ch_101'")
+    assert f"ch_101 stream key: {key}" in text
+    assert f"rtmp://localhost:1935/live/{key}" in text
