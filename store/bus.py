@@ -14,6 +14,8 @@ Contract (shared with store.bus_local, one test suite for both):
   `on_reconnect()` is called so the caller can resynchronize its watchers
   (messages published while the link was down are lost, as pub/sub is
   at-most-once). Subscriptions are never silently re-made behind the caller's back.
+- Cluster: a channel whose slot moved (failover) is resubscribed on its new
+  master and reported through `on_reconnect()` the same way.
 
 One subscriber connection per node (one in total without a cluster), owned by
 a reader task; commands (SUBSCRIBE ...) are written from other tasks under a
@@ -94,6 +96,7 @@ class _Link:
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._unsub_asked: Counter[str] = Counter()
         self._resync: set[str] | None = None
+        self._owed = False  # names moved here before we connected: report the connect
         self.ready = asyncio.Event()  # set once the first connection is up
         self.task: asyncio.Task[None] | None = None
         sharded = bus.sharded
@@ -135,6 +138,16 @@ class _Link:
             if waiters is not None and waiter in waiters:
                 waiters.remove(waiter)
 
+    async def adopt(self, names: list[str]) -> None:
+        """Take names whose slot moved here; report a reconnect (events were lost) once active."""
+        if self._conn is None:
+            self.names.update(names)
+            self._owed = True  # subscribed and reported by the connect in _run
+            return
+        for name in names:
+            await self.subscribe(name)
+        self.bus._reconnected(self)
+
     async def unsubscribe(self, name: str) -> None:
         self.names.discard(name)
         conn = self._conn
@@ -158,7 +171,8 @@ class _Link:
                 self._conn = conn
                 self.ready.set()
                 wanted = set(self.names)
-                notify = ever_connected or failures > 0
+                notify = ever_connected or failures > 0 or self._owed
+                self._owed = False
                 ever_connected = True
                 if wanted:
                     self._resync = set(wanted) if notify else None
@@ -181,7 +195,8 @@ class _Link:
                         await conn.disconnect(nowait=True)
             delay = min(BUS_BACKOFF_MAX, BUS_BACKOFF_MIN * 2 ** min(failures, 16))
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            await self.bus._before_reconnect(self)
+            if not await self.bus._before_reconnect(self):
+                return  # retired: its names live on other nodes now
 
     async def _read(self, conn: AbstractConnection) -> None:
         loop = asyncio.get_running_loop()
@@ -345,22 +360,33 @@ class RedisBus:
         await conn.connect()  # type: ignore[no-untyped-call]
         return conn
 
-    async def _before_reconnect(self, link: _Link) -> None:
-        """Cluster: refresh the slot map and move names whose slot moved to their new node."""
+    async def _before_reconnect(self, link: _Link) -> bool:
+        """Cluster: refresh the slot map and move names whose slot moved to their new node.
+
+        False: the link lost all its names and is retired (else a dead master's link
+        retries forever and reports a spurious reconnect when it returns as a replica).
+        """
         if not self.cluster or self._closed:
-            return
+            return True
         try:
             await self._redis.nodes_manager.initialize()
         except (RedisError, OSError) as err:
             log.warning("cluster topology refresh failed: %r", err)
-            return
+            return True
+        moved: dict[_Link, list[str]] = {}
         for name in sorted(link.names):
             node, host, port = self._node_of(name)
             if node != link.node:
                 link.names.discard(name)
                 target = self._link(node, host, port)
                 self._home[name] = target
-                await target.subscribe(name)
+                moved.setdefault(target, []).append(name)
+        for target, names in moved.items():
+            await target.adopt(names)
+        if moved and not link.names and self._links.get(link.node) is link:
+            del self._links[link.node]
+            return False
+        return True
 
     def _deliver(self, channel: str, data: bytes) -> None:
         if self._deliver_cb is not None:
