@@ -1,8 +1,10 @@
-"""create_app: the aiohttp application, its typed state and the order resources start in.
+"""create_app: the composition root. It builds the application and decides what starts when.
 
-Start order (cleanup_ctx): PostgreSQL pool, then the real-time layer (bus,
-presence, hub, timers). Shutdown runs in reverse; `on_shutdown` closes
-websockets with 1012 first so clients move to another instance.
+Start order (cleanup_ctx): PostgreSQL pool with the signer, REST cache and
+heartbeat batcher; then the real-time node (bus, leases, timers); then the
+analytics writer (registered by server.routes.analytics). Shutdown runs in
+reverse; `on_shutdown` first drains websockets with 1012 so clients move to
+another instance. App state lives under the keys of server.state.
 """
 
 from __future__ import annotations
@@ -10,26 +12,24 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 
-import asyncpg
 from aiohttp import web
 
+from server import asyncapi, cors, metrics, openapi, ws
 from server.cache import ChannelCache
 from server.config import Settings
-from server.events import ChannelEvents, NoEvents
+from server.events import NoEvents
 from server.middleware import error_middleware
+from server.realtime import build
+from server.routes import admin, analytics, hooks, ingest, live, ondemand, watch
+from server.routes import web as pages
 from server.signing import StreamSigner
+from server.state import BEATS, CACHE, EVENTS, POOL, REALTIME, SETTINGS, SIGNER
 from store.heartbeats import HeartbeatBatcher
 from store.pg import create_pool
 
-SETTINGS = web.AppKey("settings", Settings)
-POOL = web.AppKey("pool", asyncpg.Pool)
-EVENTS = web.AppKey("events", ChannelEvents)
-SIGNER = web.AppKey("signer", StreamSigner)
-CACHE = web.AppKey("cache", ChannelCache)
-BEATS = web.AppKey("beats", HeartbeatBatcher)
-
 
 async def _pg_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The pool and what shares it; closed gracefully, terminated if that fails."""
     settings = app[SETTINGS]
     assert settings.database_url, "database_url must be resolved before create_app"
     pool = await create_pool(
@@ -50,6 +50,28 @@ async def _pg_ctx(app: web.Application) -> AsyncIterator[None]:
         raise
 
 
+async def _realtime_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The real-time node; REST handlers notify it (app[EVENTS]) once it runs."""
+    rt = build(app[SETTINGS], app[POOL], signer=app[SIGNER], cache=app[CACHE])
+    try:
+        await rt.start()
+    except BaseException:
+        await rt.stop()
+        raise
+    app[REALTIME] = rt
+    app[EVENTS] = rt
+    try:
+        yield
+    finally:
+        await rt.stop()
+
+
+async def _drain(app: web.Application) -> None:
+    rt = app.get(REALTIME)
+    if rt is not None:
+        await rt.drain()
+
+
 async def _health(request: web.Request) -> web.Response:
     """Liveness for load balancers; `pid` tells which worker of `--workers N` answered."""
     return web.json_response({"status": "ok", "pid": os.getpid()})
@@ -57,18 +79,17 @@ async def _health(request: web.Request) -> web.Response:
 
 def create_app(settings: Settings) -> web.Application:
     """Build the application; resources open when the runner starts it."""
-    from server import asyncapi, cors, metrics, openapi, realtime
-    from server.routes import web as pages
-    from server.routes import admin, analytics, hooks, ingest, live, ondemand, watch
-
     app = web.Application(
         middlewares=[error_middleware(settings.request_timeout)], client_max_size=settings.max_body
     )
     app[SETTINGS] = settings
     app[EVENTS] = NoEvents()
     app.cleanup_ctx.append(_pg_ctx)
+    app.cleanup_ctx.append(_realtime_ctx)
+    app.on_shutdown.append(_drain)
     app.router.add_get("/healthz", _health)
-    for module in (live, watch, ondemand, admin, analytics, openapi, metrics, realtime):
+    app.router.add_get("/creators/{creator_id}/channel/live/ws", ws.handle)
+    for module in (live, watch, ondemand, admin, analytics, openapi, metrics):
         module.setup(app)
     for module in (ingest, hooks, pages, asyncapi, cors):
         module.setup(app)

@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from server.auth import mint_bearer
 from server.config import Settings
+from server.runner import run_backends, run_migrate, run_seed, run_serve
 
 log = logging.getLogger("droptv_live")
 
@@ -119,12 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if args.command == "token":
-        from server.auth import mint_bearer
-
         print(mint_bearer(settings.jwt_secret, args.user, admin=args.admin, ttl=args.ttl))
         return 0
-    from server.runner import run_backends, run_migrate, run_seed, run_serve
-
     if args.command == "backends":
         return run_backends(settings, pg_port=args.pg_port, redis_port=args.redis_port)
     if args.command == "migrate":

@@ -1,6 +1,6 @@
 """`GET /metrics` in the Prometheus text format, per instance.
 
-The hot path keeps plain counters (`server.hub.HubStats`: a Counter update
+The hot path keeps plain counters (`server.hub_stats.HubStats`: a Counter update
 per broadcast); this module turns them into Prometheus families only when
 scraped, through a custom collector on a per-application registry (several
 apps may share a process in tests, so nothing goes in the global registry).
@@ -22,6 +22,8 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
+from server.state import REALTIME
+
 
 class RealtimeCollector(Collector):
     """Reads the hub's and bus's counters at scrape time; names are listed in the README."""
@@ -30,8 +32,6 @@ class RealtimeCollector(Collector):
         self.app = app
 
     def collect(self) -> Iterator[Metric]:
-        from server.realtime import REALTIME
-
         rt = self.app.get(REALTIME)
         if rt is None:
             return

@@ -15,10 +15,10 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import asyncpg
 import uvloop
 
 from server.config import Settings
+from server.routes.ingest import demo_key_banner
 from server.serving import run_instance
 from server.workers import run_workers
 from store.demo import load_demo
@@ -53,15 +53,9 @@ async def prepare(settings: Settings, *, demo: bool) -> None:
         try:
             if await load_demo(pool, now=datetime.now(UTC)):
                 log.info("loaded the demo world")
-                print(await _demo_key_banner(pool, settings.rtmp_url), flush=True)
+                print(await demo_key_banner(pool, settings.rtmp_url), flush=True)
         finally:
             await pool.close()
-
-
-async def _demo_key_banner(pool: asyncpg.Pool, rtmp_url: str) -> str:
-    from server.routes.ingest import demo_key_banner  # the app's modules load only when used
-
-    return await demo_key_banner(pool, rtmp_url)
 
 
 def run_migrate(settings: Settings) -> int:
@@ -78,7 +72,7 @@ def run_seed(settings: Settings, *, force: bool) -> int:
         try:
             loaded = await load_demo(pool, now=datetime.now(UTC), force=force)
             print("demo world loaded" if loaded else "data exists; use --force to reload")
-            print(await _demo_key_banner(pool, s.rtmp_url), flush=True)
+            print(await demo_key_banner(pool, s.rtmp_url), flush=True)
         finally:
             await pool.close()
 

@@ -7,7 +7,8 @@ complete request and closes those older than `header_timeout`. It looks only
 at connections made since its last sweep plus those still waiting, so its
 cost follows the connect rate, not the number of open sockets.
 
-`serve` is `web.run_app` reduced to what we use (one TCP site, SIGINT/SIGTERM
+`serve` (and `run_instance`, which builds the app on a fresh uvloop) is
+`web.run_app` reduced to what we use (one TCP site, SIGINT/SIGTERM
 for a graceful stop: on_shutdown, then cleanup_ctx), plus the guard.
 """
 
@@ -18,8 +19,12 @@ import logging
 import signal
 from typing import Final
 
+import uvloop
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+
+from server.app import create_app
+from server.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -122,3 +127,23 @@ def serve(
             shutdown_timeout=shutdown_timeout,
         )
     )
+
+
+def run_instance(settings: Settings, *, reuse_port: bool = False) -> None:
+    """Serve one instance on a new uvloop until SIGTERM/SIGINT (on_shutdown, then cleanup_ctx)."""
+    settings.warn_if_insecure()
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        serve(
+            loop,
+            create_app(settings),
+            settings.host,
+            settings.port,
+            reuse_port=reuse_port,
+            header_timeout=settings.header_timeout,
+        )
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()

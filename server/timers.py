@@ -34,20 +34,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Final
+from typing import Any, Final
 
+import asyncpg
+
+from protocol.backoff import Backoff
 from protocol.epg import next_boundary
 from server.conn import Conn
 from server.hub import Hub
+from server.origin import Origin
 from store.channels import programs_between
 from store.errors import StoreError, StoreUnavailable
 from store.keys import LEASE_RENEW, LEASE_TTL
+from store.lease import Leases
 from store.sessions import get_session, touch_sessions
 
-if TYPE_CHECKING:
-    from server.realtime import Realtime
+Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
 
 log = logging.getLogger(__name__)
 
@@ -163,10 +167,27 @@ class _Held:
 
 
 class ChannelDuties:
-    def __init__(self, rt: Realtime) -> None:
-        self.rt = rt
+    """The lease holder's per-channel work (see the module doc), for all local channels."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        leases: Leases,
+        origin: Origin,
+        pool: asyncpg.Pool,
+        spawn: Spawn,
+        *,
+        instance_id: str,
+        interval: float,
+    ) -> None:
+        self.hub = hub
+        self.leases = leases
+        self.origin = origin
+        self.pool = pool
+        self.spawn = spawn
+        self.instance_id = instance_id
         self.held: dict[str, _Held] = {}
-        self.interval = rt.settings.viewer_interval
+        self.interval = interval
         self._wake = asyncio.Event()
         self._last_lease = float("-inf")
 
@@ -176,7 +197,7 @@ class ChannelDuties:
         """Until cancelled: tend leases, publish viewer changes. Errors are logged, backed off."""
         loop = asyncio.get_running_loop()
         period = max(0.05, min(self.interval, LEASE_RENEW))
-        backoff = period
+        backoff = Backoff(period, _BACKOFF_MAX)
         while True:
             stop_if_cancelled()
             try:
@@ -185,13 +206,13 @@ class ChannelDuties:
                     self._last_lease = now
                     await self._tend_leases()
                 await self._check_viewers(loop.time())
-                backoff = period
+                backoff.reset()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("channel duties failed; retrying in %.1fs", backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX)
+                delay = backoff.next()
+                log.exception("channel duties failed; retrying in %.1fs", delay)
+                await asyncio.sleep(delay)
             # Sleep until `period` passes or a nudge. Not asyncio.timeout: on Python 3.11 a
             # cancel that lands as the timeout fires is swallowed, and the loop never ends.
             self._wake.clear()
@@ -209,14 +230,14 @@ class ChannelDuties:
             self._wake.set()
 
     async def _tend_leases(self) -> None:
-        rooms = self.rt.hub.rooms
-        wanted = [ch for ch, room in rooms.items() if room.conns and not self.rt.hub.draining]
+        rooms = self.hub.rooms
+        wanted = [ch for ch, room in rooms.items() if room.conns and not self.hub.draining]
         results = await asyncio.gather(*(self._acquire(ch) for ch in wanted))
         for channel, got in zip(wanted, results, strict=True):
             if got and channel not in self.held:
                 self.held[channel] = _Held()
                 log.info("holding the lease of %s", channel)
-                self.rt.spawn(self.arm_epg(channel), f"epg-arm-{channel}")
+                self.spawn(self.arm_epg(channel), f"epg-arm-{channel}")
             elif not got and channel in self.held:
                 self.held.pop(channel).cancel()
                 log.info("lost the lease of %s", channel)
@@ -225,7 +246,7 @@ class ChannelDuties:
 
     async def _acquire(self, channel: str) -> bool:
         try:
-            return await self.rt.leases.acquire(channel, self.rt.instance_id, LEASE_TTL)
+            return await self.leases.acquire(channel, self.instance_id, LEASE_TTL)
         except StoreUnavailable as err:
             log.warning("lease of %s unavailable: %r", channel, err)
             return False
@@ -240,7 +261,7 @@ class ChannelDuties:
         if not due:
             return
         results = await asyncio.gather(
-            *(self.rt.publish_viewers(ch) for ch in due), return_exceptions=True
+            *(self.origin.viewers(ch) for ch in due), return_exceptions=True
         )
         for channel, result in zip(due, results, strict=True):
             held = self.held.get(channel)
@@ -261,7 +282,7 @@ class ChannelDuties:
             return
         held.cancel()
         try:
-            await self.rt.leases.release(channel, self.rt.instance_id)
+            await self.leases.release(channel, self.instance_id)
         except StoreUnavailable as err:
             log.warning("release of %s: %r (it expires by itself)", channel, err)
 
@@ -274,7 +295,7 @@ class ChannelDuties:
     def schedule_changed(self, channel: str) -> None:
         """The schedule was edited (here or elsewhere): re-arm the boundary timer if we hold it."""
         if channel in self.held:
-            self.rt.spawn(self.arm_epg(channel), f"epg-arm-{channel}")
+            self.spawn(self.arm_epg(channel), f"epg-arm-{channel}")
 
     async def arm_epg(self, channel: str, after: datetime | None = None) -> None:
         """Read the schedule and set one timer at the next boundary after `after` (default now)."""
@@ -284,7 +305,7 @@ class ChannelDuties:
         start = max(now, after) if after else now
         try:
             programs = await programs_between(
-                self.rt.pool, channel, start - EPG_SPAN, start + EPG_SPAN
+                self.pool, channel, start - EPG_SPAN, start + EPG_SPAN
             )
         except _FAILURES as err:
             log.warning("schedule of %s unavailable: %r; retrying", channel, err)
@@ -307,7 +328,7 @@ class ChannelDuties:
         held = self.held.get(channel)
         if held is not None:
             held.epg_timer = None
-            self.rt.spawn(self._at_boundary(channel, boundary), f"epg-boundary-{channel}")
+            self.spawn(self._at_boundary(channel, boundary), f"epg-boundary-{channel}")
 
     async def _at_boundary(self, channel: str, boundary: datetime | None) -> None:
         now = datetime.now(UTC)
@@ -316,7 +337,7 @@ class ChannelDuties:
             return
         at = max(now, boundary)
         try:
-            await self.rt.publish_epg(channel, at=at)
+            await self.origin.epg(channel, at=at)
         except _FAILURES as err:
             log.warning("epg of %s at %s not published: %r", channel, at, err)
         await self.arm_epg(channel, after=at)
@@ -325,39 +346,44 @@ class ChannelDuties:
 class SessionKeeper:
     """Keeps local sessions alive in PostgreSQL and ends sockets whose session is over."""
 
-    def __init__(self, rt: Realtime) -> None:
-        self.rt = rt
-        self.period = max(0.2, rt.settings.session_ttl / 3)
+    def __init__(
+        self, hub: Hub, pool: asyncpg.Pool, end: Callable[[Conn, str, str], None], *, period: float
+    ) -> None:
+        self.hub = hub
+        self.pool = pool
+        self.end = end
+        self.period = max(0.2, period)
 
     async def run(self) -> None:
-        backoff = self.period
+        """Until cancelled; a failed round is logged and retried after a growing back-off."""
+        backoff = Backoff(self.period, _BACKOFF_MAX)
         while True:
             stop_if_cancelled()
             try:
                 await asyncio.sleep(self.period)
                 await self.touch()
-                backoff = self.period
+                backoff.reset()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("touching sessions failed; retrying in %.1fs", backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX)
+                delay = backoff.next()
+                log.exception("touching sessions failed; retrying in %.1fs", delay)
+                await asyncio.sleep(delay)
 
     async def touch(self) -> None:
-        hub = self.rt.hub
+        hub = self.hub
         ids = [sid for sid, conn in hub.sessions.items() if not conn.closing]
         live: set[str] = set()
         for i in range(0, len(ids), TOUCH_BATCH):
-            live.update(await touch_sessions(self.rt.pool, ids[i : i + TOUCH_BATCH]))
+            live.update(await touch_sessions(self.pool, ids[i : i + TOUCH_BATCH]))
         for sid in ids:
             if sid in live:
                 continue
             conn = hub.sessions.get(sid)
             if conn is None or conn.closing:
                 continue
-            session = await get_session(self.rt.pool, sid)
+            session = await get_session(self.pool, sid)
             if session is not None and session.ended_at is not None:
-                self.rt.end_conn(conn, "ended", session.end_reason or "ended")
+                self.end(conn, "ended", session.end_reason or "ended")
             else:
-                self.rt.end_conn(conn, "expired", "expired")
+                self.end(conn, "expired", "expired")

@@ -8,7 +8,8 @@ an embedded Valkey for them (stopped on exit).
 
 The supervisor forwards SIGTERM/SIGINT to the workers (each drains: sockets
 closed with 1012), waits for them, and restarts a worker that dies on its own,
-with a capped back-off, so a crash costs one worker's sockets, not the port.
+with a capped back-off that grows while it keeps crashing (reset after
+STABLE_AFTER seconds up), so a crash costs one worker's sockets, not the port.
 """
 
 from __future__ import annotations
@@ -23,18 +24,20 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Final
 
+from protocol.backoff import Backoff
 from server.config import Settings
+from server.serving import run_instance
 from store.embedded import EmbeddedValkey
 
 log = logging.getLogger(__name__)
 
 RESTART_BACKOFF_MAX: Final = 10.0
+# A worker that stayed up this long is healthy again: its next crash waits the shortest delay.
+STABLE_AFTER: Final = 30.0
 STOP_TIMEOUT: Final = 20.0
 
 
 def _worker_main(settings: Settings) -> None:
-    from server.runner import run_instance
-
     logging.basicConfig(
         level=settings.log_level,
         format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
@@ -49,7 +52,8 @@ class Supervisor:
         self.settings = settings
         self.ctx = mp.get_context("spawn")
         self.procs: dict[int, BaseProcess] = {}
-        self.backoff: dict[int, float] = {}
+        self.backoff: dict[int, Backoff] = {}
+        self.started: dict[int, float] = {}
         self.stopping = False
 
     def _spawn(self, slot: int) -> None:
@@ -61,6 +65,7 @@ class Supervisor:
         proc = self.ctx.Process(target=_worker_main, args=(worker_settings,), name=f"worker-{slot}")
         proc.start()
         self.procs[slot] = proc
+        self.started[slot] = time.monotonic()
         log.info("worker %d started (pid %s)", slot, proc.pid)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -73,11 +78,14 @@ class Supervisor:
             self._spawn(slot)
         while not self.stopping:
             for slot, proc in list(self.procs.items()):
+                backoff = self.backoff.setdefault(slot, Backoff(0.5, RESTART_BACKOFF_MAX))
                 if proc.is_alive():
-                    self.backoff[slot] = 0.0
+                    # Reset only after a stable run: a worker that dies right after each
+                    # start must wait longer every time, not restart every half second.
+                    if time.monotonic() - self.started[slot] >= STABLE_AFTER:
+                        backoff.reset()
                     continue
-                delay = min(RESTART_BACKOFF_MAX, max(0.5, self.backoff.get(slot, 0.0) * 2))
-                self.backoff[slot] = delay
+                delay = backoff.next()
                 log.error(
                     "worker %d exited with %s; restarting in %.1fs", slot, proc.exitcode, delay
                 )

@@ -46,7 +46,8 @@ from protocol.messages import PROTOCOL
 from server.auth import bearer_from, verify_bearer
 from server.conn import Conn
 from server.cors import check_websocket_origin
-from server.realtime import REALTIME, Realtime
+from server.realtime import Realtime
+from server.state import REALTIME
 from store.sessions import Claim, claim_session
 
 log = logging.getLogger(__name__)
@@ -153,14 +154,14 @@ async def handle(request: web.Request) -> web.StreamResponse:
             kind = msg.type
             if kind is WSMsgType.TEXT:
                 if not conn.closing:
-                    await rt.on_text(conn, msg.data)
+                    await rt.ops.on_text(conn, msg.data)
             elif kind is WSMsgType.PONG:
                 pass  # the liveness sweep reads last_rx
             elif kind is WSMsgType.PING:
                 if not conn.closing:
                     await ws.pong(msg.data)
             elif kind is WSMsgType.BINARY:
-                rt.client_error(
+                rt.ops.client_error(
                     conn, 400, "Binary frames are not accepted: send JSON text", "frame"
                 )
             else:  # CLOSE, CLOSING, CLOSED, or ERROR (1009 oversized): aiohttp closed it

@@ -15,7 +15,7 @@ import aiohttp
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from server.realtime import REALTIME
+from server.state import REALTIME
 from store import heartbeats, sessions
 from store.embedded import EmbeddedValkey
 from tests.conftest import AppClientFactory, auth, token

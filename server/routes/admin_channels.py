@@ -20,7 +20,6 @@ from protocol.admin import (
 )
 from protocol.epg import Program
 from protocol.errors import Forbidden, NotFound
-from server.app import EVENTS
 from server.auth import Caller
 from server.respond import body_as, ok
 from server.routes.admin_common import (
@@ -36,6 +35,7 @@ from server.routes.admin_common import (
     valid_program,
 )
 from server.routes.live import notify, pool_of
+from server.state import EVENTS
 from store import channel_writes, channels
 
 # --- creators and channels ----------------------------------------------------------------

@@ -49,9 +49,9 @@ from protocol.errors import (
     Unauthorized,
 )
 from protocol.format import iso_utc
-from server.app import POOL, SETTINGS
 from server.auth import Caller, optional_caller, required_caller
 from server.respond import body_as, ok
+from server.state import POOL, SETTINGS
 from store.analytics_ops import EndOp, EndResult, EventsOp, HeartbeatOp, Op, StartOp
 from store.analytics_summary import (
     SessionOwner,

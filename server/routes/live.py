@@ -49,10 +49,10 @@ from protocol.rest import (
     quality_options,
 )
 from protocol.values import LatencyMode, Quality, StreamHealth
-from server.app import POOL, SETTINGS, SIGNER
 from server.auth import Caller, optional_caller, required_caller
 from server.config import Settings
 from server.respond import ok, query_as
+from server.state import POOL, SETTINGS, SIGNER
 from store import channels, presence, sessions
 from store.channels import Channel, ChannelSnapshot, Stream
 from store.sessions import WatchSession

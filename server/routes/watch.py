@@ -57,7 +57,6 @@ from protocol.rest import (
     quality_bitrates,
 )
 from protocol.values import DeviceType, LatencyMode, Quality, StreamHealth
-from server.app import BEATS, CACHE, EVENTS, SIGNER
 from server.respond import body_as, ok, query_as
 from server.routes.live import (
     BASE,
@@ -76,6 +75,7 @@ from server.routes.live import (
     snapshot,
     stream_urls,
 )
+from server.state import BEATS, CACHE, EVENTS, SIGNER
 from store import channels, heartbeats, presence, sessions
 
 
