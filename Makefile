@@ -41,7 +41,7 @@ browser-deps:
 	@$(MAKE) -s $(BROWSER_DRIVER)
 
 browser-test: $(STAMP) browser-deps
-	$(BIN)/python -m pytest -q tests/test_browser.py tests/test_web_pages.py tests/test_web_client_js.py
+	DROPTV_UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/test_browser.py tests/test_web_pages.py tests/test_web_client_js.py
 
 # ffmpeg -> real nginx-rtmp -> our hooks (installs nginx, libnginx-mod-rtmp and ffmpeg as root).
 e2e: $(STAMP)
