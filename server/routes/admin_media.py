@@ -8,8 +8,6 @@ Granting entitlements is admin-only.
 
 from __future__ import annotations
 
-import secrets
-
 from aiohttp import web
 
 from protocol.admin import (
@@ -27,6 +25,7 @@ from protocol.errors import Unprocessable
 from protocol.values import ContentType, EntitlementKind
 from server.auth import Caller, key_id
 from server.respond import body_as, ok
+from server.routes import golive
 from server.routes.admin_common import (
     admin_only,
     content_out,
@@ -106,13 +105,9 @@ async def go_live(request: web.Request) -> web.Response:
     channel = await owned_channel(request, caller)
     body = await body_as(request, GoLive)
     settings = {k: v for k, v in changes(body).items() if k != "stream_id"}
-    stream = await channel_writes.go_live(
-        pool_of(request),
-        channel.channel_id,
-        body.stream_id or "stream_" + secrets.token_hex(6),
-        settings,
+    stream = await golive.start_stream(
+        request.app, channel.channel_id, body.stream_id or golive.new_stream_id(), settings
     )
-    await notify(request.app[EVENTS].stream_changed(channel.channel_id))
     return ok(stream_out(stream), status=201)
 
 
@@ -134,13 +129,10 @@ async def go_offline(request: web.Request) -> web.Response:
     caller = signed_in(request)
     channel = await owned_channel(request, caller)
     stream, ended = found(
-        await channel_writes.go_offline(pool_of(request), channel.channel_id),
+        await golive.end_stream(request.app, channel.channel_id),
         "Channel is not live",
         "channel_id",
     )
-    events = request.app[EVENTS]
-    await notify(events.stream_changed(channel.channel_id))
-    await notify(events.viewers_changed(channel.channel_id))
     return ok(stream_out(stream, ended_sessions=len(ended)))
 
 
