@@ -1,7 +1,8 @@
 """create_app: the composition root. It builds the application and decides what starts when.
 
-Start order (cleanup_ctx): PostgreSQL pool with the signer, REST cache and
-heartbeat batcher; then the real-time node (bus, leases, timers); then the
+Start order (cleanup_ctx): PostgreSQL pool with the signer and heartbeat
+batcher; then the real-time node (bus, presence, leases, timers, and the REST
+read cache it keeps honest); then the
 analytics writer (registered by server.routes.analytics). Shutdown runs in
 reverse; `on_shutdown` first drains websockets with 1012 so clients move to
 another instance. App state lives under the keys of server.state.
@@ -15,7 +16,6 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from server import asyncapi, cors, metrics, openapi, ws
-from server.cache import ChannelCache
 from server.config import Settings
 from server.events import NoEvents
 from server.middleware import error_middleware
@@ -23,7 +23,7 @@ from server.realtime import build
 from server.routes import admin, analytics, hooks, ingest, live, ondemand, watch
 from server.routes import web as pages
 from server.signing import StreamSigner
-from server.state import BEATS, CACHE, EVENTS, POOL, REALTIME, SETTINGS, SIGNER
+from server.state import BEATS, CACHE, EVENTS, POOL, PRESENCE, REALTIME, SETTINGS, SIGNER
 from store.heartbeats import HeartbeatBatcher
 from store.pg import create_pool
 
@@ -37,9 +37,6 @@ async def _pg_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[POOL] = pool
     app[SIGNER] = StreamSigner(pool, settings.signing_key, ttl=settings.stream_token_ttl)
-    app[CACHE] = ChannelCache(
-        pool, max_age=settings.viewer_interval, session_ttl=settings.session_ttl
-    )
     app[BEATS] = beats = HeartbeatBatcher(pool)
     yield
     try:
@@ -52,7 +49,7 @@ async def _pg_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     """The real-time node; REST handlers notify it (app[EVENTS]) once it runs."""
-    rt = build(app[SETTINGS], app[POOL], signer=app[SIGNER], cache=app[CACHE])
+    rt = build(app[SETTINGS], app[POOL], signer=app[SIGNER])
     try:
         await rt.start()
     except BaseException:
@@ -60,6 +57,8 @@ async def _realtime_ctx(app: web.Application) -> AsyncIterator[None]:
         raise
     app[REALTIME] = rt
     app[EVENTS] = rt
+    app[CACHE] = rt.cache
+    app[PRESENCE] = rt.presence
     try:
         yield
     finally:

@@ -2,7 +2,7 @@
 
 What is cached, and for how long: a creator's channel and live stream
 (store.channels.channel_snapshot), a channel's viewer counts
-(store.presence.viewer_counts) and its programs around now
+(store.viewers.viewer_counts: presence and peaks) and its programs around now
 (store.channels.programs_between), each for at most `max_age` seconds
 (Settings.viewer_interval, 1 s by default) after the read started; and the
 current/next program derived from those programs, once per channel, zone and
@@ -37,9 +37,10 @@ from typing import Any, Final, Generic, TypeVar
 import asyncpg
 
 from protocol.epg import EpgNow, Program, epg_now
-from store import channels, presence
+from store import channels
 from store.channels import ChannelSnapshot
-from store.presence import ViewerCounts
+from store.presence import Presence
+from store.viewers import ViewerCounts, viewer_counts
 
 __all__ = ["EPG_AHEAD", "EPG_BEHIND", "ChannelCache"]
 
@@ -114,8 +115,11 @@ class _Table(Generic[K, V]):
 class ChannelCache:
     """The reads endpoint 36 makes on every call, kept briefly (see the module doc)."""
 
-    def __init__(self, pool: asyncpg.Pool, *, max_age: float, session_ttl: float) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, presence: Presence, *, max_age: float, session_ttl: float
+    ) -> None:
         self.pool = pool
+        self.presence = presence
         self.session_ttl = session_ttl
         self._snapshots: _Table[str, ChannelSnapshot | None] = _Table(self._read_snapshot, max_age)
         self._counts: _Table[str, ViewerCounts] = _Table(self._read_counts, max_age)
@@ -162,7 +166,7 @@ class ChannelCache:
         return snap
 
     async def _read_counts(self, channel_id: str) -> ViewerCounts:
-        return await presence.viewer_counts(self.pool, channel_id, ttl=self.session_ttl)
+        return await viewer_counts(self.presence, self.pool, channel_id, ttl=self.session_ttl)
 
     async def _read_programs(self, channel_id: str) -> list[Program]:
         now = datetime.now(UTC)

@@ -24,7 +24,8 @@ from server.hub import Room
 from store.channels import Stream, get_live_stream, programs_between
 from store.errors import StoreUnavailable
 from store.lease import Position, Sequencer
-from store.presence import ViewerCounts, viewer_counts
+from store.presence import Presence
+from store.viewers import ViewerCounts, viewer_counts
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,16 @@ class ChannelStates:
     """Reads and keeps the `hello` state of channels with local watchers."""
 
     def __init__(
-        self, pool: asyncpg.Pool, sequencer: Sequencer, *, session_ttl: float, max_age: float
+        self,
+        pool: asyncpg.Pool,
+        presence: Presence,
+        sequencer: Sequencer,
+        *,
+        session_ttl: float,
+        max_age: float,
     ) -> None:
         self._pool = pool
+        self._presence = presence
         self._sequencer = sequencer
         self._session_ttl = session_ttl
         self._max_age = max_age
@@ -136,7 +144,7 @@ class ChannelStates:
         now = datetime.now(UTC)
         stream, counts, programs = await asyncio.gather(
             get_live_stream(self._pool, channel),
-            viewer_counts(self._pool, channel, ttl=self._session_ttl),
+            viewer_counts(self._presence, self._pool, channel, ttl=self._session_ttl),
             programs_between(self._pool, channel, now - EPG_BEHIND, now + EPG_AHEAD),
         )
         return ChannelState(

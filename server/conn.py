@@ -30,6 +30,7 @@ class Conn:
         "budget",
         "budget_at",
         "channel_id",
+        "close_code",
         "close_task",
         "closing",
         "conn_id",
@@ -92,6 +93,7 @@ class Conn:
         self.refused = 0
         # Set once a close was started; the hub writes nothing more after that.
         self.closing = False
+        self.close_code = 0  # the code the server closed it with (0: not closed by the server)
         self.close_task: asyncio.Task[None] | None = None
 
     def spend(self, now: float, rate: float, burst: float) -> bool:

@@ -36,6 +36,7 @@ import asyncio
 import logging
 import struct
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Final
 
@@ -70,6 +71,7 @@ class Room:
     __slots__ = (
         "channel_id",
         "conns",
+        "devices",
         "epoch",
         "last_by_type",
         "lock",
@@ -83,6 +85,8 @@ class Room:
     def __init__(self, channel_id: str) -> None:
         self.channel_id = channel_id
         self.conns: set[Conn] = set()
+        # Sockets per device type, kept with `conns`: this instance's presence share.
+        self.devices: Counter[str] = Counter()
         self.epoch = ""
         self.seq = 0
         self.last_by_type: dict[str, int] = {}
@@ -144,17 +148,29 @@ class Hub:
         """Register a socket; returns the local socket of the same session it replaces, if any."""
         previous = self.sessions.get(conn.session_id)
         self.sessions[conn.session_id] = conn
-        self.room(conn.channel_id).conns.add(conn)
+        room = self.room(conn.channel_id)
+        if conn not in room.conns:
+            room.conns.add(conn)
+            room.devices[conn.device_type] += 1
         self.stats.opened += 1
         return previous if previous is not conn else None
 
     def detach(self, conn: Conn) -> None:
         conn.cancel_timers()
         room = self.rooms.get(conn.channel_id)
-        if room is not None:
+        if room is not None and conn in room.conns:
             room.conns.discard(conn)
+            room.devices[conn.device_type] -= 1
         if self.sessions.get(conn.session_id) is conn:
             del self.sessions[conn.session_id]
+
+    def move_device(self, conn: Conn, device_type: str) -> None:
+        """The session moved to another device type (PATCH 34): keep the room's counts right."""
+        room = self.rooms.get(conn.channel_id)
+        if room is not None and conn in room.conns:
+            room.devices[conn.device_type] -= 1
+            room.devices[device_type] += 1
+        conn.device_type = device_type
 
     def drop_room_if_empty(self, room: Room) -> bool:
         if room.members == 0 and not room.conns and not room.subscribed:
@@ -301,6 +317,7 @@ class Hub:
         if conn.closing:
             return
         conn.closing = True
+        conn.close_code = code
         conn.cancel_timers()
         self.stats.closed[int(code)] += 1
         task = asyncio.get_running_loop().create_task(self._close(conn, code, reason))

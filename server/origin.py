@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from typing import Final
 
 import asyncpg
 import msgspec
@@ -33,11 +34,15 @@ from store.bus import Bus
 from store.channels import get_live_stream, programs_between
 from store.errors import StoreUnavailable
 from store.lease import Position, Sequencer
-from store.presence import viewer_counts
+from store.presence import Presence
+from store.viewers import record_peaks
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Origin"]
+
+# The holder re-reads a channel's stored peak this often (another reader may have raised it).
+PEAK_REREAD: Final = 30.0
 
 
 class Origin:
@@ -46,6 +51,7 @@ class Origin:
     def __init__(
         self,
         pool: asyncpg.Pool,
+        presence: Presence,
         bus: Bus,
         sequencer: Sequencer,
         stats: HubStats,
@@ -54,6 +60,10 @@ class Origin:
         session_ttl: float,
     ) -> None:
         self._pool = pool
+        self._presence = presence
+        # channel -> (UTC day, today's peak as stored, monotonic time read): the holder writes
+        # a peak only when its count beats it, and re-reads it now and then.
+        self._peaks: dict[str, tuple[date, int, float]] = {}
         self._bus = bus
         self._sequencer = sequencer
         self._stats = stats
@@ -109,23 +119,38 @@ class Origin:
 
     async def viewers(self, channel: str) -> bool:
         """The holder's tick: publish the exact count if it changed since the last `viewers`."""
-        counts = await viewer_counts(self._pool, channel, ttl=self._session_ttl)
+        now = await self._presence.counts(channel, ttl=self._session_ttl)
+        watching, peak_today = now.total, await self._peak_today(channel, now.total)
         change = await self._sequencer.next_if_changed(
-            channel, "viewers", f"{counts.watching_now},{counts.peak_today}"
+            channel, "viewers", f"{watching},{peak_today}"
         )
         if change is None:
             return False
         ts = time.time()
-        previous = int(change.previous.split(",")[0]) if change.previous else counts.watching_now
-        numbers = viewer_numbers(
-            counts.watching_now, counts.watching_now - previous, counts.peak_today
-        )
+        previous = int(change.previous.split(",")[0]) if change.previous else watching
+        numbers = viewer_numbers(watching, watching - previous, peak_today)
         msg = viewers_message(change.epoch, change.seq, ts, numbers)
         pos = Position(change.epoch, change.seq)
         await self._publish(
             channel, self._envelope(channel, Kind.BROADCAST, "viewers", pos, ts), encode_server(msg)
         )
         return True
+
+    async def _peak_today(self, channel: str, watching: int) -> int:
+        """Today's peak, raised in PostgreSQL only when `watching` beats it (or it is old)."""
+        day = datetime.now(UTC).date()
+        known = self._peaks.get(channel)
+        clock = time.monotonic()
+        fresh = known is not None and clock - known[2] < PEAK_REREAD
+        if known is not None and fresh and known[0] == day and watching <= known[1]:
+            return known[1]
+        peak_today, _, _ = await record_peaks(self._pool, channel, watching)
+        self._peaks[channel] = (day, peak_today, clock)
+        return peak_today
+
+    def forget(self, channel: str) -> None:
+        """The lease is gone: the next holder reads the peaks afresh."""
+        self._peaks.pop(channel, None)
 
     async def epg(self, channel: str, *, at: datetime | None = None, force: bool = False) -> bool:
         """Current and next program at `at` (default now); unless `force`, only if they changed.

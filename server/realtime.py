@@ -8,7 +8,8 @@ leaving a channel; each job is a module of its own:
     server.session_ops    one socket's session: hello, tokens, client messages, end
     server.origin         where channel events are built and published (once)
     server.delivery       what arrives from the bus and reaches the sockets
-    server.timers         token refresh, liveness, lease duties, the session keeper
+    server.timers         token refresh, liveness, lease duties
+    server.presence_keeper this instance's presence shares and liveness row
 
 `Realtime` is also the `ChannelEvents` REST handlers notify after their
 commit (server.events). With no Redis URL the bus, sequence and leases are
@@ -36,10 +37,11 @@ from server.conn import Conn
 from server.delivery import Delivery
 from server.hub import Hub
 from server.origin import Origin
+from server.presence_keeper import PresenceKeeper
 from server.session_ops import SessionOps
 from server.signing import StreamSigner
-from server.timers import ChannelDuties, Liveness, SessionKeeper
-from store.bus import Bus, RedisBus, make_redis
+from server.timers import ChannelDuties, Liveness
+from store.bus import Bus, RedisBus
 from store.bus_local import LocalBus
 from store.errors import StoreError, StoreUnavailable
 from store.keys import Keys
@@ -51,6 +53,10 @@ from store.lease import (
     RedisSequencer,
     Sequencer,
 )
+from store.presence import LocalPresence, Presence
+from store.presence_redis import RedisPresence
+from store.redis_client import make_redis
+from store.sockets import SocketLedger
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +76,7 @@ class Realtime:
         instance_id: str,
         *,
         signer: StreamSigner,
-        cache: ChannelCache,
+        presence: Presence,
         redis: Any | None = None,
     ) -> None:
         self.settings = settings
@@ -80,7 +86,12 @@ class Realtime:
         self.sequencer = sequencer
         self.leases = leases
         self.signer = signer
-        self.cache = cache  # the REST read cache this layer keeps honest (server.cache)
+        self.presence = presence
+        # The REST read cache this layer keeps honest (server.cache).
+        self.cache = cache = ChannelCache(
+            pool, presence, max_age=settings.viewer_interval, session_ttl=settings.session_ttl
+        )
+        self.ledger = SocketLedger(pool, instance_id)
         self.redis = redis  # the command client, closed last
         # A socket that does not take its close frame within a ping interval is gone.
         self.hub = Hub(
@@ -89,11 +100,16 @@ class Realtime:
             close_timeout=max(1.0, settings.ping_interval),
         )
         self.states = ChannelStates(
-            pool, sequencer, session_ttl=settings.session_ttl, max_age=settings.viewer_interval
+            pool,
+            presence,
+            sequencer,
+            session_ttl=settings.session_ttl,
+            max_age=settings.viewer_interval,
         )
         self.ops = SessionOps(settings, pool, self.hub, signer, self.states)
         self.origin = Origin(
             pool,
+            presence,
             bus,
             sequencer,
             self.hub.stats,
@@ -118,7 +134,15 @@ class Realtime:
             instance_id=instance_id,
             schedule_changed=self.duties.schedule_changed,
         )
-        self.keeper = SessionKeeper(self.hub, pool, self.ops.end, period=settings.session_ttl / 3)
+        self.keeper = PresenceKeeper(
+            self.hub,
+            presence,
+            self.ledger,
+            self.ops.end,
+            instance_id=instance_id,
+            ttl=settings.session_ttl,
+        )
+        self.ops.device_moved = self.keeper.changed
         self.liveness = Liveness(self.hub, settings.ping_interval)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._resync: asyncio.Task[None] | None = None
@@ -135,7 +159,7 @@ class Realtime:
         await self.bus.start(self.delivery.deliver, self._bus_reconnected)
         self._loops = [
             asyncio.create_task(self.duties.run(), name="channel-duties"),
-            asyncio.create_task(self.keeper.run(), name="session-keeper"),
+            asyncio.create_task(self.keeper.run(), name="presence-keeper"),
             asyncio.create_task(self.liveness.run(), name="liveness"),
         ]
 
@@ -143,6 +167,7 @@ class Realtime:
         """SIGTERM: refuse new sockets, close all with 1012, hand leases over at once."""
         await self.hub.drain(CloseCode.DRAINING)
         await self.duties.release_all()
+        await self.keeper.withdraw()
 
     async def stop(self) -> None:
         """Cancel loops and spawned work, then close the bus. Safe after `drain` or without it.
@@ -159,10 +184,20 @@ class Realtime:
         try:
             await self.hub.wait_closed()
             await self.duties.release_all()
+            await self.keeper.withdraw()
+            await self._close_ledger()
             await self.bus.close()
         finally:
             if self.redis is not None:
                 await self.redis.aclose()
+
+    async def _close_ledger(self) -> None:
+        try:
+            await self.ledger.close()
+        except StoreError as err:
+            log.warning(
+                "socket releases not written (the sessions go quiet by themselves): %r", err
+            )
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run one piece of event work in the background; failures are logged, never lost."""
@@ -200,6 +235,7 @@ class Realtime:
         room.stream_id = state.stream.stream_id if state.stream else None
         conn.stream_id = room.stream_id
         self.hub.send(conn, "hello", self.ops.hello(conn, state))
+        self.keeper.joined(conn)
         if previous is None and held_elsewhere:
             # The session may still have a socket on another instance: replace it there.
             await self.origin.control(
@@ -210,8 +246,19 @@ class Realtime:
             )
 
     async def leave(self, conn: Conn) -> None:
-        """Forget the socket; unsubscribe and give up the lease after the channel's last watcher."""
+        """Forget the socket; unsubscribe and give up the lease after the channel's last watcher.
+
+        A session that may go on without its socket (a drop, a drain, a client gone
+        quiet) counts as a REST poller from now on; one that ended or was replaced
+        by another socket does not.
+        """
+        attached = self.hub.sessions.get(conn.session_id) is conn
         self.hub.detach(conn)
+        if attached:
+            ended = conn.close_code in (CloseCode.SESSION_ENDED, CloseCode.FORBIDDEN)
+            self.keeper.left(conn, still_watching=not ended)
+            if not ended:
+                self.ledger.release(conn.session_id)
         room = self.hub.rooms.get(conn.channel_id)
         if room is None:
             return
@@ -309,9 +356,7 @@ def _instance_id(settings: Settings) -> str:
     return settings.instance_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-def build(
-    settings: Settings, pool: asyncpg.Pool, *, signer: StreamSigner, cache: ChannelCache
-) -> Realtime:
+def build(settings: Settings, pool: asyncpg.Pool, *, signer: StreamSigner) -> Realtime:
     """Redis-backed when `redis_url` is set, otherwise in-process."""
     instance_id = _instance_id(settings)
     if settings.redis_url:
@@ -326,7 +371,7 @@ def build(
             RedisLeases(redis, keys),
             instance_id,
             signer=signer,
-            cache=cache,
+            presence=RedisPresence(redis, keys),
             redis=redis,
         )
     return Realtime(
@@ -337,5 +382,5 @@ def build(
         LocalLeases(),
         instance_id,
         signer=signer,
-        cache=cache,
+        presence=LocalPresence(),
     )

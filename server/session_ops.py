@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Final
 
@@ -66,6 +67,8 @@ class SessionOps:
         self.hub = hub
         self.signer = signer
         self.states = states
+        # Told when a socket's session moved to another device type (its room's counts changed).
+        self.device_moved: Callable[[str], None] = lambda channel: None
         self.tokens = TokenClock(
             hub,
             self.refresh_token,
@@ -164,10 +167,13 @@ class SessionOps:
             self.send_token(conn, "refresh")
 
     async def quality_changed(self, conn: Conn) -> None:
-        """The session's quality changed through REST: re-read it and send a new token."""
+        """The session's quality (or device) changed through REST: re-read it, send a new token."""
         session = await get_session(self.pool, conn.session_id)
         if session is None or conn.closing:
             return
+        if session.device_type != conn.device_type:
+            self.hub.move_device(conn, session.device_type)
+            self.device_moved(conn.channel_id)
         conn.quality = session.quality
         self.send_token(conn, "quality")
 

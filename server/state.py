@@ -17,8 +17,9 @@ from server.events import ChannelEvents
 from server.realtime import Realtime
 from server.signing import StreamSigner
 from store.heartbeats import HeartbeatBatcher
+from store.presence import Presence
 
-__all__ = ["BEATS", "CACHE", "EVENTS", "POOL", "REALTIME", "SETTINGS", "SIGNER"]
+__all__ = ["BEATS", "CACHE", "EVENTS", "POOL", "PRESENCE", "REALTIME", "SETTINGS", "SIGNER"]
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 POOL: Final = web.AppKey("pool", asyncpg.Pool)
@@ -28,4 +29,6 @@ EVENTS: Final = web.AppKey("events", ChannelEvents)
 SIGNER: Final = web.AppKey("signer", StreamSigner)
 CACHE: Final = web.AppKey("cache", ChannelCache)
 BEATS: Final = web.AppKey("beats", HeartbeatBatcher)
+# Who is watching now (store.presence): this instance's shares, REST pollers, counts.
+PRESENCE: Final = web.AppKey("presence", Presence)
 REALTIME: Final = web.AppKey("realtime", Realtime)

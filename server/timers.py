@@ -24,9 +24,8 @@ holder
 A holder that dies stops renewing; another instance with watchers takes over
 within LEASE_TTL. Draining releases leases at once.
 
-Session keeper (one task): every session_ttl/3 it marks all local sessions
-alive in one statement; sessions it reports as no longer live get `session`
-and a 4009 close.
+Presence (this instance's shares, its liveness row, sessions' hard
+lifetimes) is kept by server.presence_keeper.
 """
 
 from __future__ import annotations
@@ -49,13 +48,12 @@ from store.channels import programs_between
 from store.errors import StoreError, StoreUnavailable
 from store.keys import LEASE_RENEW, LEASE_TTL
 from store.lease import Leases
-from store.sessions import get_session, touch_sessions
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ChannelDuties", "Liveness", "SessionKeeper", "TokenClock", "stop_if_cancelled"]
+__all__ = ["ChannelDuties", "Liveness", "Spawn", "TokenClock", "stop_if_cancelled"]
 
 TOKEN_REFRESH_SHARE: Final = 0.8
 # A boundary timer sleeps at most this long, then re-reads the schedule (clock drift, far edges).
@@ -64,7 +62,6 @@ EPG_RECHECK: Final = 3600.0
 EPG_EARLY: Final = 0.25
 # The span of schedule read around "now" to find the next boundary.
 EPG_SPAN: Final = timedelta(hours=48)
-TOUCH_BATCH: Final = 5000
 _BACKOFF_MAX: Final = 10.0
 
 _FAILURES: Final = (StoreError, OSError)
@@ -240,6 +237,7 @@ class ChannelDuties:
                 self.spawn(self.arm_epg(channel), f"epg-arm-{channel}")
             elif not got and channel in self.held:
                 self.held.pop(channel).cancel()
+                self.origin.forget(channel)
                 log.info("lost the lease of %s", channel)
         for channel in [ch for ch in self.held if ch not in wanted]:
             await self.release(channel)
@@ -281,6 +279,7 @@ class ChannelDuties:
         if held is None:
             return
         held.cancel()
+        self.origin.forget(channel)
         try:
             await self.leases.release(channel, self.instance_id)
         except StoreUnavailable as err:
@@ -341,49 +340,3 @@ class ChannelDuties:
         except _FAILURES as err:
             log.warning("epg of %s at %s not published: %r", channel, at, err)
         await self.arm_epg(channel, after=at)
-
-
-class SessionKeeper:
-    """Keeps local sessions alive in PostgreSQL and ends sockets whose session is over."""
-
-    def __init__(
-        self, hub: Hub, pool: asyncpg.Pool, end: Callable[[Conn, str, str], None], *, period: float
-    ) -> None:
-        self.hub = hub
-        self.pool = pool
-        self.end = end
-        self.period = max(0.2, period)
-
-    async def run(self) -> None:
-        """Until cancelled; a failed round is logged and retried after a growing back-off."""
-        backoff = Backoff(self.period, _BACKOFF_MAX)
-        while True:
-            stop_if_cancelled()
-            try:
-                await asyncio.sleep(self.period)
-                await self.touch()
-                backoff.reset()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                delay = backoff.next()
-                log.exception("touching sessions failed; retrying in %.1fs", delay)
-                await asyncio.sleep(delay)
-
-    async def touch(self) -> None:
-        hub = self.hub
-        ids = [sid for sid, conn in hub.sessions.items() if not conn.closing]
-        live: set[str] = set()
-        for i in range(0, len(ids), TOUCH_BATCH):
-            live.update(await touch_sessions(self.pool, ids[i : i + TOUCH_BATCH]))
-        for sid in ids:
-            if sid in live:
-                continue
-            conn = hub.sessions.get(sid)
-            if conn is None or conn.closing:
-                continue
-            session = await get_session(self.pool, sid)
-            if session is not None and session.ended_at is not None:
-                self.end(conn, "ended", session.end_reason or "ended")
-            else:
-                self.end(conn, "expired", "expired")

@@ -9,7 +9,8 @@ belongs to another user, 4004 unknown or no longer live session (or another
 creator's), 4009 the session ended, 1012 this instance is draining. A plain
 GET without the upgrade headers gets a 426 error envelope.
 
-Authentication is one PostgreSQL statement (store.sessions.claim_session):
+Authentication is one PostgreSQL statement shared by concurrent connects
+(store.sockets.SocketLedger.claim):
 it touches the session and records this instance as its socket's holder only
 if it is the caller's, on this creator's channel and live, and returns the
 row either way, so a refusal can name its reason. The previous holder tells
@@ -48,7 +49,7 @@ from server.conn import Conn
 from server.cors import check_websocket_origin
 from server.realtime import Realtime
 from server.state import REALTIME
-from store.sessions import Claim, claim_session
+from store.sockets import Claim
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +80,7 @@ async def authenticate(request: web.Request, rt: Realtime) -> Claim:
     if not session_id or len(session_id) > 64:
         raise Refused(CloseCode.SESSION_NOT_FOUND, "session_id is required")
     creator_id = request.match_info["creator_id"]
-    claim = await claim_session(
-        rt.pool,
-        session_id,
-        user_id=caller.user_id,
-        creator_id=creator_id,
-        instance_id=rt.instance_id,
-    )
+    claim = await rt.ledger.claim(session_id, user_id=caller.user_id, creator_id=creator_id)
     session = claim.session
     if session is None:
         raise Refused(CloseCode.SESSION_NOT_FOUND, "session not found")

@@ -27,22 +27,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from protocol.backoff import Backoff
 from store.errors import StoreUnavailable
 from store.keys import BUS_BACKOFF_MAX, BUS_BACKOFF_MIN, BUS_PING_INTERVAL, Keys
+from store.redis_client import make_redis
 
-__all__ = ["Bus", "RedisBus", "make_redis"]
+__all__ = ["Bus", "RedisBus"]
 
 log = logging.getLogger(__name__)
 
@@ -66,19 +66,6 @@ class Bus(Protocol):
     async def subscribe(self, channel: str) -> None: ...
 
     async def unsubscribe(self, channel: str) -> None: ...
-
-
-def make_redis(url: str, *, cluster: bool = False) -> Any:
-    """The command client: short timeouts and two quick retries, so a dead Redis fails fast."""
-    options: dict[str, Any] = {
-        "socket_timeout": 5.0,
-        "socket_connect_timeout": 2.0,
-        "socket_keepalive": True,
-        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
-    }
-    if cluster:
-        return RedisCluster.from_url(url, **options)
-    return aioredis.Redis.from_url(url, **options)
 
 
 class _Link:
@@ -162,6 +149,7 @@ class _Link:
     async def _run(self) -> None:
         """Connect, resubscribe, read; on any failure back off and do it again. Cancel to stop."""
         failures = 0
+        backoff = Backoff(BUS_BACKOFF_MIN, BUS_BACKOFF_MAX)
         ever_connected = False
         while True:
             conn: AbstractConnection | None = None
@@ -180,6 +168,7 @@ class _Link:
                 elif notify:
                     self.bus._reconnected(self)
                 failures = 0
+                backoff.reset()
                 await self._read(conn)
             except asyncio.CancelledError:
                 raise
@@ -193,8 +182,7 @@ class _Link:
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await conn.disconnect(nowait=True)
-            delay = min(BUS_BACKOFF_MAX, BUS_BACKOFF_MIN * 2 ** min(failures, 16))
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            await asyncio.sleep(backoff.next())
             if not await self.bus._before_reconnect(self):
                 return  # retired: its names live on other nodes now
 

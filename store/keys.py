@@ -24,6 +24,8 @@ BUS_PING_INTERVAL: Final = 5.0
 # Reconnect back-off of the bus: doubles from MIN to MAX, with jitter.
 BUS_BACKOFF_MIN: Final = 0.05
 BUS_BACKOFF_MAX: Final = 2.0
+# A channel's poller sets expire as a whole after this long without any heartbeat.
+POLLERS_KEY_TTL: Final = 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,22 @@ class Keys:
 
     def lease(self, channel: str) -> str:
         return self._channel(channel, "lease")
+
+    def shares(self, channel: str) -> str:
+        """Presence: instance -> expiry of its share (ZSET, ms on Redis's clock)."""
+        return self._channel(channel, "pres:shares")
+
+    def share_counts(self, channel: str) -> str:
+        """Presence: instance -> its per-device socket counts (HASH)."""
+        return self._channel(channel, "pres:counts")
+
+    def pollers(self, channel: str, device: str) -> str:
+        """Presence: REST-polling session -> last sign of life (ZSET per device)."""
+        return self._channel(channel, f"pres:poll:{device}")
+
+    @property
+    def poller_key_ttl_ms(self) -> int:
+        return int(POLLERS_KEY_TTL * 1000)
 
     def bus(self, channel: str) -> str:
         """The pub/sub (or sharded pub/sub) channel carrying the channel's events."""

@@ -1,100 +1,158 @@
-"""Viewer counts and peaks of a channel, exact, from PostgreSQL in one round trip.
+"""Who is watching a channel now, at a cost that grows with instances, not with watchers.
 
-"Watching now" is the number of the channel's sessions that are not ended,
-within their lifetime and seen within `ttl` seconds of PostgreSQL's `now()`
-(the clock every instance shares); see store.sessions for how liveness moves.
+Two kinds of watchers count:
 
-Peaks are recorded as a side effect of counting: `peak_today` (the UTC
-calendar day) and `peak_all_time` are raised with greatest() and never
-lowered, so late or concurrent samples cannot undo a higher peak. The upsert
-runs only when the count beats the stored peak, so steady reads take no row
-locks. A peak reflects counts that were observed (by any read of this
-function, including the websocket layer's periodic ones), not every instant.
+- **Socket watchers.** Each instance knows exactly which sockets it holds and
+  publishes its own per-device counts of each channel as a *share* that
+  expires after `ttl` (Settings.session_ttl) unless refreshed. An instance
+  refreshes its shares every ttl/3 and re-publishes a channel's share at once
+  (coalesced) when a socket joins or leaves, so nothing is written per watcher
+  per interval, and a killed instance's watchers leave the count when its
+  shares expire.
+- **REST pollers** (a session with no socket, heartbeating endpoint 36): one
+  sorted-set entry per session, scored with its last heartbeat; they count
+  while that is within `ttl`. A heartbeat is one O(log n) update; a socket
+  join removes the session from the pollers, a socket leave puts it back (it
+  keeps counting for `ttl` unless it heartbeats, reconnects or ends). A
+  heartbeat of a session whose socket lives on an instance with a live share
+  does not make it a poller, so a player doing both is counted once.
+
+`counts` sums the live shares and counts the live pollers per device: O(instances
++ devices). Totals are exact sums; `by_device` always sums to the total.
+In-process (`LocalPresence`, one instance, no Redis) and Redis
+(store.presence_redis) versions share this contract and one test suite.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Final
-
-import asyncpg
-import msgspec
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from protocol.values import DEVICE_TYPES
-from store.errors import edge
 
-__all__ = ["ViewerCounts", "viewer_counts"]
+__all__ = ["LocalPresence", "NowCounts", "Presence", "device_counts"]
 
 
-class ViewerCounts(msgspec.Struct, kw_only=True, frozen=True):
-    """A consistent snapshot: `by_device` has all six device keys and sums to `watching_now`."""
+@dataclass(frozen=True, slots=True)
+class NowCounts:
+    """Watching now on one channel; `by_device` has the six device keys and sums to `total`."""
 
-    watching_now: int
+    total: int
     by_device: dict[str, int]
-    peak_today: int
-    peak_all_time: int
-    measured_at: datetime | None = None  # PostgreSQL's now() of the snapshot
 
 
-_COUNTS_SQL: Final = """
-with live as (
-    select device_type, count(*)::int as n
-    from watch_sessions
-    where channel_id = $1 and ended_at is null and expires_at > now()
-      and last_seen_at > now() - make_interval(secs => $2)
-    group by device_type
-),
-total as (select coalesce(sum(n), 0)::int as n from live),
-today as (select (now() at time zone 'UTC')::date as day),
-old_daily as (
-    select peak from channel_peaks_daily where channel_id = $1 and day = (select day from today)
-),
-old_all as (select peak from channel_peaks_all_time where channel_id = $1),
-up_daily as (
-    insert into channel_peaks_daily as p (channel_id, day, peak)
-    select $1, (select day from today), n from total
-    where n > coalesce((select peak from old_daily), -1)
-    on conflict (channel_id, day) do update set peak = excluded.peak, peak_at = now()
-        where p.peak < excluded.peak
-    returning peak
-),
-up_all as (
-    insert into channel_peaks_all_time as p (channel_id, peak)
-    select $1, n from total
-    where n > coalesce((select peak from old_all), -1)
-    on conflict (channel_id) do update set peak = excluded.peak, peak_at = now()
-        where p.peak < excluded.peak
-    returning peak
-)
-select
-    (select n from total) as watching_now,
-    coalesce((select jsonb_object_agg(device_type, n) from live), '{}'::jsonb) as by_device,
-    greatest((select n from total), coalesce((select peak from old_daily), 0),
-             coalesce((select peak from up_daily), 0)) as peak_today,
-    greatest((select n from total), coalesce((select peak from old_all), 0),
-             coalesce((select peak from up_all), 0)) as peak_all_time,
-    now() as measured_at
-"""
-
-
-@edge
-async def viewer_counts(pool: asyncpg.Pool, channel_id: str, *, ttl: float) -> ViewerCounts:
-    """Count the channel's watchers now and record peaks; one statement, one round trip.
-
-    The channel must exist (the peak rows reference it). A concurrent higher
-    peak written after this statement's snapshot is not reflected in the
-    returned peaks, but it is never overwritten by a lower one.
-    """
-    record = await pool.fetchrow(_COUNTS_SQL, channel_id, ttl)
-    assert record is not None
-    found: dict[str, int] = record["by_device"]
+def device_counts(found: Mapping[str, int]) -> NowCounts:
+    """`found` completed with zeros for every device type (others still count)."""
     by_device = {device: int(found.get(device, 0)) for device in DEVICE_TYPES}
-    for device, n in found.items():  # a device type outside the enum still counts
+    for device, n in found.items():
         by_device.setdefault(device, int(n))
-    return ViewerCounts(
-        watching_now=record["watching_now"],
-        by_device=by_device,
-        peak_today=record["peak_today"],
-        peak_all_time=record["peak_all_time"],
-        measured_at=record["measured_at"],
-    )
+    return NowCounts(total=sum(by_device.values()), by_device=by_device)
+
+
+class Presence(Protocol):
+    async def share(
+        self,
+        instance_id: str,
+        channel: str,
+        by_device: Mapping[str, int],
+        ttl: float,
+        *,
+        joined: Sequence[str] = (),
+        left: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """This instance's exact socket counts on `channel`, valid for `ttl` seconds; sessions
+        in `joined` got a socket here (no longer pollers), sessions in `left` (session,
+        device) lost theirs (pollers from now on). One call per channel."""
+        ...
+
+    async def drop_share(self, instance_id: str, channel: str) -> None:
+        """Withdraw this instance's share at once (last watcher gone, draining)."""
+        ...
+
+    async def poll(
+        self, channel: str, session_id: str, device: str, *, socket_instance: str | None
+    ) -> None:
+        """A REST sign of life: count the session as a poller now, unless its socket
+        (`socket_instance`) lives on an instance that still has a share of the channel."""
+        ...
+
+    async def unpoll(self, channel: str, session_id: str) -> None:
+        """Stop counting the session as a poller (its socket joined, or it ended)."""
+        ...
+
+    async def counts(self, channel: str, *, ttl: float) -> NowCounts:
+        """Live shares plus pollers seen within `ttl`: O(instances + devices)."""
+        ...
+
+
+@dataclass
+class _Channel:
+    shares: dict[str, tuple[float, dict[str, int]]] = field(default_factory=dict)
+    pollers: dict[str, tuple[float, str]] = field(default_factory=dict)  # session: (seen, device)
+
+
+class LocalPresence:
+    """One process is the only instance: dicts on the monotonic clock, same contract."""
+
+    def __init__(self) -> None:
+        self._channels: dict[str, _Channel] = {}
+
+    def _get(self, channel: str) -> _Channel:
+        found = self._channels.get(channel)
+        if found is None:
+            found = self._channels[channel] = _Channel()
+        return found
+
+    async def share(
+        self,
+        instance_id: str,
+        channel: str,
+        by_device: Mapping[str, int],
+        ttl: float,
+        *,
+        joined: Sequence[str] = (),
+        left: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        state = self._get(channel)
+        now = time.monotonic()
+        state.shares[instance_id] = (now + ttl, dict(by_device))
+        for session_id in joined:
+            state.pollers.pop(session_id, None)
+        for session_id, device in left:
+            state.pollers[session_id] = (now, device)
+
+    async def drop_share(self, instance_id: str, channel: str) -> None:
+        self._get(channel).shares.pop(instance_id, None)
+
+    async def poll(
+        self, channel: str, session_id: str, device: str, *, socket_instance: str | None
+    ) -> None:
+        state = self._get(channel)
+        now = time.monotonic()
+        if session_id not in state.pollers and socket_instance is not None:
+            share = state.shares.get(socket_instance)
+            if share is not None and share[0] > now:
+                return
+        state.pollers[session_id] = (now, device)
+
+    async def unpoll(self, channel: str, session_id: str) -> None:
+        self._get(channel).pollers.pop(session_id, None)
+
+    async def counts(self, channel: str, *, ttl: float) -> NowCounts:
+        state = self._get(channel)
+        now = time.monotonic()
+        found: dict[str, int] = {}
+        for instance, (expires, by_device) in list(state.shares.items()):
+            if expires <= now:
+                del state.shares[instance]
+                continue
+            for device, n in by_device.items():
+                found[device] = found.get(device, 0) + n
+        for session, (seen, device) in list(state.pollers.items()):
+            if seen <= now - ttl:
+                del state.pollers[session]
+                continue
+            found[device] = found.get(device, 0) + 1
+        return device_counts(found)

@@ -1,18 +1,19 @@
-"""Watch sessions in PostgreSQL: the single source of truth for who is watching.
+"""Watch sessions in PostgreSQL: who may watch, for how long, and which socket holds them.
 
 Liveness. A session is *live* while `ended_at` is null and `expires_at`
-(started_at + Settings.session_max_age, a hard lifetime) is ahead; it *counts
-as watching now* while it is live and `last_seen_at` is within `session_ttl`.
-Every liveness signal (an open websocket, batched by `touch_sessions`; a REST
-heartbeat) moves `last_seen_at` to PostgreSQL's `now()`, so all instances
-share one clock. A killed instance stops touching and its sessions drop out of
-the counts within `session_ttl`.
+(started_at + Settings.session_max_age, a hard lifetime) is ahead. It is
+*quiet* when, for `session_ttl`, it has had no REST heartbeat (which moves
+`last_seen_at` to PostgreSQL's `now()`) and no socket on a live instance: a
+socket's instance is recorded in `socket_instance` when it connects
+(store.sockets, batched) and cleared when it closes, and an instance proves
+it lives with one row in `instances` every session_ttl/3, so open sockets cost
+no per-session write. Who is *watching now* is counted by store.presence.
 
-A session that merely went quiet (missed liveness) is not ended: a later
-touch brings it back, which lets a player that slept resume. It is ended
-(reason "timeout") when its owner next creates a session: `create_session`
-sweeps the owner's quiet sessions inside the locked transaction, so a quiet
-session can never be revived past the concurrent-session limit.
+A session that merely went quiet is not ended: a later heartbeat or socket
+brings it back, which lets a player that slept resume. It is ended (reason
+"timeout") when its owner next creates a session: `create_session` sweeps the
+owner's quiet sessions inside the locked transaction, so a quiet session can
+never be revived past the concurrent-session limit.
 
 Concurrency limit. `create_session` takes `pg_advisory_xact_lock` on the
 user id, counts the user's live sessions and inserts in one transaction, so
@@ -27,7 +28,6 @@ themselves, batched, are store.heartbeats.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
@@ -38,11 +38,10 @@ from protocol.values import SessionEndReason
 from store.errors import LimitReached, edge
 
 __all__ = [
+    "HELD_SQL",
     "SESSION_COLUMNS",
-    "Claim",
     "ConcurrentLimitReached",
     "WatchSession",
-    "claim_session",
     "create_session",
     "end_session",
     "get_session",
@@ -51,7 +50,6 @@ __all__ = [
     "report_viewers",
     "session_columns",
     "session_row",
-    "touch_sessions",
     "update_quality",
     "update_session",
 ]
@@ -60,7 +58,14 @@ SESSION_PREFIX: Final = "sess_watch_"
 
 SESSION_COLUMNS: Final = (
     "session_id, user_id, creator_id, channel_id, stream_id, device_type, quality, timezone,"
-    " started_at, last_seen_at, expires_at, ended_at, end_reason, reported_watching"
+    " started_at, last_seen_at, expires_at, ended_at, end_reason, reported_watching,"
+    " socket_instance"
+)
+# A session row `w` whose socket is held by an instance seen within $ttl seconds ($ttl: the
+# statement's ttl parameter, spliced in by the caller).
+HELD_SQL: Final = (
+    "({w}.socket_instance is not null and exists (select 1 from instances i"
+    " where i.instance_id = {w}.socket_instance and i.seen_at > now() - make_interval(secs => {ttl})))"
 )
 
 
@@ -85,6 +90,7 @@ class WatchSession(msgspec.Struct, kw_only=True, frozen=True):
     ended_at: datetime | None
     end_reason: SessionEndReason | None = None
     reported_watching: int = 0
+    socket_instance: str | None = None  # the instance that took its socket last (None: none)
 
     def is_live(self, now: datetime) -> bool:
         """Not ended and within its hard lifetime (`now` from the caller, e.g. PostgreSQL's)."""
@@ -147,8 +153,9 @@ async def create_session(
         await conn.execute("select pg_advisory_xact_lock(hashtext($1))", user_id)
         swept = await conn.fetch(
             f"update watch_sessions set ended_at = now(), end_reason = 'timeout'"
-            f" where user_id = $1 and ended_at is null"
-            f" and (last_seen_at <= now() - make_interval(secs => $2) or expires_at <= now())"
+            f" where user_id = $1 and ended_at is null and (expires_at <= now()"
+            f" or (last_seen_at <= now() - make_interval(secs => $2)"
+            f" and not {HELD_SQL.format(w='watch_sessions', ttl='$2')}))"
             f" returning {SESSION_COLUMNS}",
             user_id,
             ttl,
@@ -174,71 +181,6 @@ async def create_session(
             max_age,
         )
     return session_row(record), [session_row(r) for r in swept]
-
-
-@edge
-async def touch_sessions(pool: asyncpg.Pool, session_ids: Sequence[str]) -> list[str]:
-    """Mark sessions alive now, in one statement; return the ids that are still live.
-
-    Ended sessions and those past `expires_at` are not touched and not
-    returned: the caller should close them. Rows are locked in id order, so
-    two overlapping batches from different instances cannot deadlock.
-    """
-    if not session_ids:
-        return []
-    records = await pool.fetch(
-        "with target as ("
-        " select session_id from watch_sessions"
-        " where session_id = any($1::text[]) and ended_at is null and expires_at > now()"
-        " order by session_id for update)"
-        " update watch_sessions w set last_seen_at = now() from target t"
-        " where w.session_id = t.session_id returning w.session_id",
-        list(session_ids),
-    )
-    return [r["session_id"] for r in records]
-
-
-_CLAIM_SQL: Final = (
-    # Lock, then touch and take the socket (so `held_by` is what the last claim left).
-    f"with touched as ("
-    f" update watch_sessions w set last_seen_at = now(), socket_instance = $4"
-    f" from (select session_id, socket_instance from watch_sessions"
-    f" where session_id = $1 and user_id = $2 and creator_id = $3"
-    f" and ended_at is null and expires_at > now() for update) prev"
-    f" where w.session_id = prev.session_id returning {session_columns('w')}, prev.socket_instance)"
-    f" select {SESSION_COLUMNS}, true as touched, socket_instance as held_by from touched"
-    f" union all"
-    f" select {SESSION_COLUMNS}, false, null from watch_sessions"
-    f" where session_id = $1 and not exists (select 1 from touched)"
-)
-
-
-class Claim(msgspec.Struct, kw_only=True, frozen=True):
-    """What a websocket connect found (see `claim_session`)."""
-
-    session: WatchSession | None  # None: unknown session
-    touched: bool  # the caller's, on the creator's channel, live: touched and taken
-    held_by: str | None = None  # the instance that took a socket for it before, if any
-
-
-@edge
-async def claim_session(
-    pool: asyncpg.Pool, session_id: str, *, user_id: str, creator_id: str, instance_id: str
-) -> Claim:
-    """Touch the session and take its socket for `instance_id`, if it is `user_id`'s, on
-    `creator_id`'s channel and live; one statement.
-
-    Returns the row either way, so a caller that was refused can tell why
-    without a second query, and which instance took a socket for the session
-    before (None: never), so a replaced socket elsewhere is told only when there
-    can be one. Nobody else's session is ever touched.
-    """
-    record = await pool.fetchrow(_CLAIM_SQL, session_id, user_id, creator_id, instance_id)
-    if record is None:
-        return Claim(session=None, touched=False)
-    return Claim(
-        session=session_row(record), touched=bool(record["touched"]), held_by=record["held_by"]
-    )
 
 
 async def update_session(

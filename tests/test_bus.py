@@ -251,8 +251,8 @@ def cluster_url(tmp_path: Any) -> Iterator[str]:
 async def test_cluster_mode_uses_sharded_pubsub_and_scripts(
     cluster_url: str, redis_prefix: str
 ) -> None:
-    from store.bus import make_redis
     from store.lease import RedisLeases, RedisSequencer
+    from store.redis_client import make_redis
 
     keys = Keys(redis_prefix)
     client = make_redis(cluster_url, cluster=True)

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from store import channel_writes, channels, presence, sessions
+from store import channel_writes, channels, presence, sessions, sockets, viewers
 
 TTL = 75.0
 MAX_AGE = 3600.0
@@ -85,18 +85,43 @@ async def test_end_is_idempotent(demo_db: asyncpg.Pool) -> None:
     assert await sessions.end_session(demo_db, "sess_watch_nope", "x") is None
 
 
-async def test_touch_returns_only_live_sessions(demo_db: asyncpg.Pool) -> None:
+async def test_claims_take_only_the_callers_live_sessions(demo_db: asyncpg.Pool) -> None:
     a, b = await _create(demo_db), await _create(demo_db)
     short = await _create(demo_db, "user_c", max_age=0.3)
     await sessions.end_session(demo_db, b.session_id, "user_exit")
     await asyncio.sleep(0.5)
-    live = await sessions.touch_sessions(
-        demo_db, [a.session_id, b.session_id, short.session_id, "sess_watch_unknown"]
+    reqs = [
+        sockets.ClaimRequest(a.session_id, "user_a", "creator_001"),
+        sockets.ClaimRequest(b.session_id, "user_a", "creator_001"),
+        sockets.ClaimRequest(short.session_id, "user_c", "creator_001"),
+        sockets.ClaimRequest("sess_watch_unknown", "user_a", "creator_001"),
+    ]
+    found = await sockets.claim_sessions(demo_db, reqs, "inst_1")
+    assert {sid for sid, c in found.items() if c.touched} == {a.session_id}
+    assert set(found) == {a.session_id, b.session_id, short.session_id}
+    taken = await sessions.get_session(demo_db, a.session_id)
+    assert taken is not None and taken.socket_instance == "inst_1"
+    # Nobody else's session is taken, and the previous holder is reported.
+    other = await sockets.claim_sessions(
+        demo_db, [sockets.ClaimRequest(a.session_id, "user_x", "creator_001")], "inst_2"
     )
-    assert live == [a.session_id]
-    touched = await sessions.get_session(demo_db, a.session_id)
-    assert touched is not None and touched.last_seen_at > a.last_seen_at
-    assert await sessions.touch_sessions(demo_db, []) == []
+    assert not other[a.session_id].touched
+    again = await sockets.claim_sessions(demo_db, reqs[:1], "inst_2")
+    assert again[a.session_id].held_by == "inst_1"
+
+
+async def test_ledger_batches_concurrent_claims(demo_db: asyncpg.Pool) -> None:
+    made = [await _create(demo_db, f"user_{i}") for i in range(20)]
+    ledger = sockets.SocketLedger(demo_db, "inst_1")
+    claims = await asyncio.gather(
+        *(ledger.claim(s.session_id, user_id=s.user_id, creator_id="creator_001") for s in made)
+    )
+    assert all(c.touched for c in claims)
+    assert ledger.batches == 1
+    ledger.release(made[0].session_id)
+    await ledger.close()
+    released = await sessions.get_session(demo_db, made[0].session_id)
+    assert released is not None and released.socket_instance is None
 
 
 async def test_update_quality_only_while_live(demo_db: asyncpg.Pool) -> None:
@@ -115,39 +140,47 @@ async def test_report_viewers_returns_previous(demo_db: asyncpg.Pool) -> None:
     assert await sessions.report_viewers(demo_db, s.session_id, 7) == 5
 
 
-async def test_counts_exact_by_device(demo_db: asyncpg.Pool) -> None:
-    empty = await presence.viewer_counts(demo_db, "ch_101", ttl=TTL)
-    assert empty.watching_now == 0
-    assert empty.by_device == dict.fromkeys(
-        ("web", "ios", "android", "roku", "firetv", "appletv"), 0
+async def test_sessions_held_by_a_live_instance_are_not_quiet(demo_db: asyncpg.Pool) -> None:
+    """An open socket costs no per-session write: its instance's one row keeps it live."""
+    held = await _create(demo_db, ttl=0.3)
+    await _create(demo_db, ttl=0.3)  # quiet: no socket, no heartbeat
+    ledger = sockets.SocketLedger(demo_db, "inst_1")
+    assert (await ledger.claim(held.session_id, user_id="user_a", creator_id="creator_001")).touched
+    await asyncio.sleep(0.5)
+    await ledger.alive()
+    _, swept = await sessions.create_session(
+        demo_db,
+        user_id="user_a",
+        creator_id="creator_001",
+        channel_id="ch_101",
+        stream_id="stream_abc123",
+        device_type="web",
+        quality="auto",
+        timezone="UTC",
+        ttl=0.3,
+        max_age=MAX_AGE,
+        limit=3,
     )
-    made = []
-    for i, device in enumerate(["web", "web", "ios", "roku", "appletv"]):
-        made.append(await _create(demo_db, f"user_{i}", device=device))
-    await _create(demo_db, "user_x", channel="ch_102")  # another channel does not count
-    counts = await presence.viewer_counts(demo_db, "ch_101", ttl=TTL)
-    assert counts.watching_now == 5
-    assert counts.by_device == {
-        "web": 2,
-        "ios": 1,
-        "android": 0,
-        "roku": 1,
-        "firetv": 0,
-        "appletv": 1,
-    }
-    assert sum(counts.by_device.values()) == counts.watching_now
-    await sessions.end_session(demo_db, made[0].session_id, "user_exit")
-    after = await presence.viewer_counts(demo_db, "ch_101", ttl=TTL)
-    assert after.watching_now == 4 and after.by_device["web"] == 1
-
-
-async def test_quiet_sessions_drop_out_and_come_back(demo_db: asyncpg.Pool) -> None:
-    s = await _create(demo_db)
-    assert (await presence.viewer_counts(demo_db, "ch_101", ttl=0.4)).watching_now == 1
-    await asyncio.sleep(0.6)
-    assert (await presence.viewer_counts(demo_db, "ch_101", ttl=0.4)).watching_now == 0
-    assert await sessions.touch_sessions(demo_db, [s.session_id]) == [s.session_id]
-    assert (await presence.viewer_counts(demo_db, "ch_101", ttl=0.4)).watching_now == 1
+    assert held.session_id not in {s.session_id for s in swept} and len(swept) == 1
+    # The instance stops proving it lives (as after kill -9): its session goes quiet too.
+    await asyncio.sleep(0.5)
+    with pytest.raises(sessions.ConcurrentLimitReached):
+        await _create(demo_db, ttl=30.0, limit=2)
+    _, swept = await sessions.create_session(
+        demo_db,
+        user_id="user_a",
+        creator_id="creator_001",
+        channel_id="ch_101",
+        stream_id="stream_abc123",
+        device_type="web",
+        quality="auto",
+        timezone="UTC",
+        ttl=0.3,
+        max_age=MAX_AGE,
+        limit=3,
+    )
+    assert held.session_id in {s.session_id for s in swept}
+    await ledger.close()
 
 
 async def test_new_session_sweeps_quiet_ones(demo_db: asyncpg.Pool) -> None:
@@ -168,20 +201,19 @@ async def test_new_session_sweeps_quiet_ones(demo_db: asyncpg.Pool) -> None:
     )
     assert sorted(s.session_id for s in swept) == sorted(q.session_id for q in quiet)
     assert all(s.end_reason == "timeout" for s in swept)
-    # A swept session cannot be revived past the limit.
-    assert await sessions.touch_sessions(demo_db, [q.session_id for q in quiet]) == []
+    # A swept session cannot be revived past the limit: a socket cannot claim it.
+    found = await sockets.claim_sessions(
+        demo_db,
+        [sockets.ClaimRequest(q.session_id, "user_a", "creator_001") for q in quiet],
+        "inst_1",
+    )
+    assert not any(c.touched for c in found.values())
     assert fresh.ended_at is None
 
 
 async def test_peaks_never_lowered(demo_db: asyncpg.Pool) -> None:
-    made = [await _create(demo_db, f"user_{i}") for i in range(4)]
-    high = await presence.viewer_counts(demo_db, "ch_101", ttl=TTL)
-    assert (high.peak_today, high.peak_all_time) == (4, 4)
-    for s in made[:3]:
-        await sessions.end_session(demo_db, s.session_id, "user_exit")
-    low = await presence.viewer_counts(demo_db, "ch_101", ttl=TTL)
-    assert low.watching_now == 1
-    assert (low.peak_today, low.peak_all_time) == (4, 4)
+    assert (await viewers.record_peaks(demo_db, "ch_101", 4))[:2] == (4, 4)
+    assert (await viewers.record_peaks(demo_db, "ch_101", 1))[:2] == (4, 4)
     stored: Any = await demo_db.fetchrow(
         "select (select peak from channel_peaks_daily where channel_id = 'ch_101') as d,"
         " (select peak from channel_peaks_all_time where channel_id = 'ch_101') as a"
@@ -189,15 +221,21 @@ async def test_peaks_never_lowered(demo_db: asyncpg.Pool) -> None:
     assert (stored["d"], stored["a"]) == (4, 4)
 
 
-async def test_concurrent_counts_keep_the_highest_peak(demo_db: asyncpg.Pool) -> None:
-    for i in range(6):
-        await _create(demo_db, f"user_{i}")
+async def test_concurrent_readings_keep_the_highest_peak(demo_db: asyncpg.Pool) -> None:
     results = await asyncio.gather(
-        *(presence.viewer_counts(demo_db, "ch_101", ttl=TTL) for _ in range(8))
+        *(viewers.record_peaks(demo_db, "ch_101", n) for n in (3, 6, 2, 5, 6, 1, 4, 0))
     )
-    assert {r.watching_now for r in results} == {6}
-    final = await presence.viewer_counts(demo_db, "ch_101", ttl=TTL)
-    assert (final.peak_today, final.peak_all_time) == (6, 6)
+    assert max(r[0] for r in results) == 6
+    assert (await viewers.record_peaks(demo_db, "ch_101", 0))[:2] == (6, 6)
+
+
+async def test_viewer_counts_join_presence_and_peaks(demo_db: asyncpg.Pool) -> None:
+    live = presence.LocalPresence()
+    await live.share("i1", "ch_101", {"web": 2, "ios": 1}, TTL)
+    await live.poll("ch_101", "s1", "roku", socket_instance=None)
+    counts = await viewers.viewer_counts(live, demo_db, "ch_101", ttl=TTL)
+    assert (counts.watching_now, counts.peak_today, counts.peak_all_time) == (4, 4, 4)
+    assert counts.by_device["web"] == 2 and sum(counts.by_device.values()) == 4
 
 
 async def test_going_offline_ends_the_streams_sessions(demo_db: asyncpg.Pool) -> None:

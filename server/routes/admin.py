@@ -29,7 +29,7 @@ field for bad input. PATCH bodies change only the fields they contain.
 After each commit the real-time layer is told: schedule_changed for program
 writes, stream_changed for go-live / offline / stream changes (offline also
 viewers_changed: it ends the stream's watch sessions, reason
-"stream_offline"; websockets learn it from touch_sessions or the event).
+"stream_offline"; websockets learn it from the `stream` event).
 """
 
 from __future__ import annotations

@@ -52,10 +52,11 @@ from protocol.values import LatencyMode, Quality, StreamHealth
 from server.auth import Caller, optional_caller, required_caller
 from server.config import Settings
 from server.respond import ok, query_as
-from server.state import POOL, SETTINGS, SIGNER
-from store import channels, presence, sessions
+from server.state import POOL, PRESENCE, SETTINGS, SIGNER
+from store import channels, sessions
 from store.channels import Channel, ChannelSnapshot, Stream
 from store.sessions import WatchSession
+from store.viewers import ViewerCounts, viewer_counts
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ async def channel_live(request: web.Request) -> web.Response:
             )
         )
     pool = pool_of(request)
-    counts = await presence.viewer_counts(pool, channel.channel_id, ttl=settings.session_ttl)
+    counts = await counts_of(request, channel.channel_id)
     following, subscribed = (
         await channels.user_state(pool, caller.user_id, snap.creator.creator_id)
         if caller
@@ -205,6 +206,16 @@ async def channel_live(request: web.Request) -> web.Response:
     )
 
 
+async def counts_of(request: web.Request, channel_id: str) -> ViewerCounts:
+    """The channel's counts now: presence (O(instances)) and peaks (two primary keys)."""
+    return await viewer_counts(
+        request.app[PRESENCE],
+        pool_of(request),
+        channel_id,
+        ttl=request.app[SETTINGS].session_ttl,
+    )
+
+
 async def live_stream(request: web.Request) -> web.Response:
     """29: a playback URL and a stream token for the caller."""
     settings = settings_of(request)
@@ -215,7 +226,7 @@ async def live_stream(request: web.Request) -> web.Response:
     channel = channel_of(snap)
     pool = pool_of(request)
     await require_entitled(pool, caller, channel)
-    counts = await presence.viewer_counts(pool, channel.channel_id, ttl=settings.session_ttl)
+    counts = await counts_of(request, channel.channel_id)
     hls, dvr, thumb = stream_urls(settings.cdn_base_url, stream, query.quality)
     token = await request.app[SIGNER].mint_for(
         channel.channel_id,
@@ -243,12 +254,9 @@ async def live_stream(request: web.Request) -> web.Response:
 
 async def live_viewers(request: web.Request) -> web.Response:
     """30: exact counts by device and durable peaks; public."""
-    settings = settings_of(request)
     snap = await snapshot(request)
     channel = channel_of(snap)
-    counts = await presence.viewer_counts(
-        pool_of(request), channel.channel_id, ttl=settings.session_ttl
-    )
+    counts = await counts_of(request, channel.channel_id)
     known = {k: v for k, v in counts.by_device.items() if k in DeviceCounts.__struct_fields__}
     return ok(
         ChannelViewers(

@@ -64,6 +64,7 @@ from server.routes.live import (
     SESSION_NOT_FOUND,
     caller_of,
     channel_of,
+    counts_of,
     live_stream_of,
     notify,
     now_utc,
@@ -75,8 +76,8 @@ from server.routes.live import (
     snapshot,
     stream_urls,
 )
-from server.state import BEATS, CACHE, EVENTS, SIGNER
-from store import channels, heartbeats, presence, sessions
+from server.state import BEATS, CACHE, EVENTS, PRESENCE, SIGNER
+from store import channels, heartbeats, sessions
 
 
 async def start_watch(request: web.Request) -> web.Response:
@@ -118,7 +119,11 @@ async def start_watch(request: web.Request) -> web.Response:
             await notify(events.viewers_changed(old.channel_id))
     await notify(events.viewers_changed(channel.channel_id))
 
-    counts = await presence.viewer_counts(pool, channel.channel_id, ttl=settings.session_ttl)
+    # Counted as a REST poller from now; its socket, when it connects, takes over.
+    await request.app[PRESENCE].poll(
+        channel.channel_id, session.session_id, session.device_type, socket_instance=None
+    )
+    counts = await counts_of(request, channel.channel_id)
     await sessions.report_viewers(pool, session.session_id, counts.watching_now)
     now = now_utc()
     day_start, day_end = local_day_bounds(now, body.timezone)
@@ -191,6 +196,12 @@ async def change_quality(request: web.Request) -> web.Response:
     events = request.app[EVENTS]
     await notify(events.session_quality_changed(changed.channel_id, changed.session_id))
     if changed.device_type != session.device_type:
+        await request.app[PRESENCE].poll(
+            changed.channel_id,
+            changed.session_id,
+            changed.device_type,
+            socket_instance=changed.socket_instance,
+        )
         await notify(events.viewers_changed(changed.channel_id))
     token = await request.app[SIGNER].mint_for(
         changed.channel_id,
@@ -219,6 +230,7 @@ async def end_watch(request: web.Request) -> web.Response:
     ended = await sessions.end_session(pool_of(request), session.session_id, "user_exit")
     assert ended is not None and ended.ended_at is not None
     if session.ended_at is None:
+        await request.app[PRESENCE].unpoll(ended.channel_id, ended.session_id)
         events = request.app[EVENTS]
         await notify(events.session_ended(ended.channel_id, ended.session_id, "user_exit"))
         await notify(events.viewers_changed(ended.channel_id))
@@ -270,7 +282,15 @@ async def heartbeat(request: web.Request) -> web.Response:
     if session.user_id != caller.user_id and not caller.is_admin:
         raise Forbidden(NOT_YOURS, field="session_id")
     reason = None
-    if not beat.touched:
+    if beat.touched:
+        # A sign of life: a poller counts for another session_ttl (one sorted-set update).
+        await request.app[PRESENCE].poll(
+            session.channel_id,
+            session.session_id,
+            session.device_type,
+            socket_instance=session.socket_instance,
+        )
+    else:
         if session.ended_at is not None:
             reason = session.end_reason or "ended"
         else:  # past its hard lifetime: end it for good
@@ -278,6 +298,7 @@ async def heartbeat(request: web.Request) -> web.Response:
             reason = (ended.end_reason if ended else None) or "expired"
             events = request.app[EVENTS]
             await notify(events.session_ended(session.channel_id, session.session_id, reason))
+            await request.app[PRESENCE].unpoll(session.channel_id, session.session_id)
             await notify(events.viewers_changed(session.channel_id))
             counts = await cache.counts(session.channel_id)
     epg = await cache.epg(session.channel_id, now_utc(), session.timezone)
