@@ -15,7 +15,7 @@ TTL = 75.0
 MAX_AGE = 3600.0
 
 
-async def _create(
+async def _create_sweeping(
     pool: asyncpg.Pool,
     user: str = "user_a",
     *,
@@ -24,12 +24,13 @@ async def _create(
     ttl: float = TTL,
     max_age: float = MAX_AGE,
     limit: int = 3,
-) -> sessions.WatchSession:
+) -> tuple[sessions.WatchSession, list[sessions.WatchSession]]:
+    """POST watch's store call: the new session and the user's quiet ones it ended."""
     creator, stream = {
         "ch_101": ("creator_001", "stream_abc123"),
         "ch_102": ("creator_002", "stream_def456"),
     }[channel]
-    created, _ = await sessions.create_session(
+    return await sessions.create_session(
         pool,
         user_id=user,
         creator_id=creator,
@@ -42,7 +43,10 @@ async def _create(
         max_age=max_age,
         limit=limit,
     )
-    return created
+
+
+async def _create(pool: asyncpg.Pool, user: str = "user_a", **kw: Any) -> sessions.WatchSession:
+    return (await _create_sweeping(pool, user, **kw))[0]
 
 
 async def test_create_get_and_fields(demo_db: asyncpg.Pool) -> None:
@@ -148,37 +152,13 @@ async def test_sessions_held_by_a_live_instance_are_not_quiet(demo_db: asyncpg.P
     assert (await ledger.claim(held.session_id, user_id="user_a", creator_id="creator_001")).touched
     await asyncio.sleep(0.5)
     await ledger.alive()
-    _, swept = await sessions.create_session(
-        demo_db,
-        user_id="user_a",
-        creator_id="creator_001",
-        channel_id="ch_101",
-        stream_id="stream_abc123",
-        device_type="web",
-        quality="auto",
-        timezone="UTC",
-        ttl=0.3,
-        max_age=MAX_AGE,
-        limit=3,
-    )
+    _, swept = await _create_sweeping(demo_db, ttl=0.3)
     assert held.session_id not in {s.session_id for s in swept} and len(swept) == 1
     # The instance stops proving it lives (as after kill -9): its session goes quiet too.
     await asyncio.sleep(0.5)
     with pytest.raises(sessions.ConcurrentLimitReached):
         await _create(demo_db, ttl=30.0, limit=2)
-    _, swept = await sessions.create_session(
-        demo_db,
-        user_id="user_a",
-        creator_id="creator_001",
-        channel_id="ch_101",
-        stream_id="stream_abc123",
-        device_type="web",
-        quality="auto",
-        timezone="UTC",
-        ttl=0.3,
-        max_age=MAX_AGE,
-        limit=3,
-    )
+    _, swept = await _create_sweeping(demo_db, ttl=0.3)
     assert held.session_id in {s.session_id for s in swept}
     await ledger.close()
 
@@ -186,19 +166,7 @@ async def test_sessions_held_by_a_live_instance_are_not_quiet(demo_db: asyncpg.P
 async def test_new_session_sweeps_quiet_ones(demo_db: asyncpg.Pool) -> None:
     quiet = [await _create(demo_db, ttl=0.3) for _ in range(3)]
     await asyncio.sleep(0.5)
-    fresh, swept = await sessions.create_session(
-        demo_db,
-        user_id="user_a",
-        creator_id="creator_001",
-        channel_id="ch_101",
-        stream_id="stream_abc123",
-        device_type="web",
-        quality="auto",
-        timezone="UTC",
-        ttl=0.3,
-        max_age=MAX_AGE,
-        limit=3,
-    )
+    fresh, swept = await _create_sweeping(demo_db, ttl=0.3)
     assert sorted(s.session_id for s in swept) == sorted(q.session_id for q in quiet)
     assert all(s.end_reason == "timeout" for s in swept)
     # A swept session cannot be revived past the limit: a socket cannot claim it.
