@@ -55,3 +55,19 @@ export function next(client, type, ms = 10000) {
     }),
   ]);
 }
+
+/** The first event of `type` on `client` for which `pred` holds, or reject after `ms`. */
+export function until(client, type, pred, ms = 10000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error(`no matching ${type} within ${ms} ms`));
+    }, ms);
+    const off = client.on(type, (event) => {
+      if (!pred(event)) return;
+      clearTimeout(timer);
+      off();
+      resolve(event);
+    });
+  });
+}

@@ -4,7 +4,7 @@
 import { afterEach, test } from "node:test";
 import assert from "node:assert/strict";
 import { LiveClient, LiveClosed } from "../droptv-live.js";
-import { CREATOR, PIDS, SKIP, URLS, bearer, next, rest, startWatch } from "./helpers.mjs";
+import { CREATOR, PIDS, SKIP, URLS, bearer, next, rest, startWatch, until } from "./helpers.mjs";
 
 // Every client a test makes is closed after it, pass or fail: a client left reconnecting
 // would keep node running.
@@ -29,11 +29,12 @@ test("hello, then viewers as another watcher joins, then quality", { skip: SKIP 
   assert.ok(h.token.token && h.token.stream_url.endsWith(".m3u8"));
   assert.ok(h.epg.current_program.title);
   assert.equal(live.streamToken.token, h.token.token);
-  const before = h.viewers.watching_now;
-  const viewers = next(live, "viewers");
+  // Counts may be up to viewer_interval old: wait for the one that includes the second watcher.
+  const viewers = until(live, "viewers", (m) => m.watching_now >= 2);
   const other = await startWatch("js_bob");
   const v = await viewers;
-  assert.equal(v.watching_now, before + 1);
+  assert.equal(v.watching_now, 2);
+  assert.equal(v.watching_now_formatted, "2");
   const token = next(live, "token");
   live.setQuality("480p");
   const t = await token;
@@ -54,7 +55,10 @@ test("iterates messages and ends on a terminal close (4009 after DELETE)", { ski
       await rest("DELETE", `/creators/${CREATOR}/channel/live/watch?session_id=${sid}`, { user: "js_carol" });
     }
   }
-  assert.deepEqual(seen, ["hello", "session"]);
+  // Another test's watchers may move the count meanwhile: only channel events may come between.
+  assert.equal(seen[0], "hello");
+  assert.equal(seen.at(-1), "session");
+  assert.ok(seen.slice(1, -1).every((t) => ["viewers", "epg", "stream"].includes(t)), seen.join());
   assert.equal(live.lastCloseCode, 4009);
   const result = await live.start();
   assert.ok(result instanceof LiveClosed && result.code === 4009);
