@@ -56,6 +56,10 @@ class Settings:
     pg_pool_min: int = 2
     pg_pool_max: int = 20
     log_level: str = "INFO"
+    # "text" (human lines) or "json" (one JSON object per line, request id on request lines).
+    log_format: str = "text"
+    # Bearer token /metrics requires; empty: /metrics answers loopback clients only.
+    metrics_token: str = ""
     # Browser origins allowed to call the REST API and open websockets (CORS), as a comma
     # list ("https://a.example,https://b.example"); empty: none (same-origin only).
     allowed_origins: str = ""
