@@ -282,12 +282,21 @@ class Profiler:
     `seconds`), killing any that overrun. Without py-spy it does nothing and
     says so in `self.note`. py-spy samples from outside the process, so the
     server runs unmodified; its own CPU is not in the servers' figures.
+    `fmt="raw"` writes collapsed stacks (.txt, one "frames count" line per stack)
+    instead, for summing per-function costs with a script.
     """
 
     def __init__(
-        self, out_dir: Path | None, servers: Sequence[ServerProc], seconds: float, tag: str
+        self,
+        out_dir: Path | None,
+        servers: Sequence[ServerProc],
+        seconds: float,
+        tag: str,
+        *,
+        fmt: str = "flamegraph",
     ) -> None:
         self.out_dir = out_dir
+        self.fmt = fmt
         self.servers = list(servers)
         self.seconds = max(round(seconds), 1)
         self.tag = tag
@@ -304,7 +313,8 @@ class Profiler:
             return self
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for server in self.servers:
-            out = self.out_dir / f"{self.tag}-{server.name}.svg"
+            suffix = ".txt" if self.fmt == "raw" else ".svg"
+            out = self.out_dir / f"{self.tag}-{server.name}{suffix}"
             self.procs.append(
                 subprocess.Popen(
                     [
@@ -318,6 +328,8 @@ class Profiler:
                         str(self.seconds),
                         "--rate",
                         "250",
+                        "--format",
+                        self.fmt,
                         "--nonblocking",
                         "--subprocesses",
                     ],
@@ -594,12 +606,31 @@ def int_list(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
+def code_revision() -> str | None:
+    """The code measured: `git describe --always --dirty` of the tree (DROPTV_BENCH_CODE when
+    set, e.g. for a snapshot without .git); None when neither says."""
+    if rev := os.environ.get("DROPTV_BENCH_CODE"):
+        return rev
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=ROOT,
+            capture_output=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.decode().strip() or None
+
+
 def new_summary(bench: str, method: dict[str, Any]) -> dict[str, Any]:
     """The head every benchmark's summary starts with: what ran, when, where and how."""
     return {
         "bench": bench,
         "started_at": stamp(),
         "machine": machine_info(),
+        "code": code_revision(),
         "command": f"python -m bench.{bench} " + " ".join(sys.argv[1:]),
         "method": method,
     }

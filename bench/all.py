@@ -1,4 +1,4 @@
-"""Run the whole benchmark set (`make bench`) at a size that fits 10 minutes on 2 cores.
+"""Run the whole benchmark set (`make bench`) at a size that fits 12 minutes on 2 cores.
 
     python -m bench.all            # the set, results in bench/results/
     python -m bench.all --quick    # a tiny run of each, to check the machinery (bench/results/tmp/)
@@ -6,7 +6,7 @@
 Each benchmark runs as its own process (`python -m bench.<name> ...`) with a
 time limit; one that fails does not stop the others. Each writes
 bench/results/<name>.json and <name>.png; this writes bench/results/all.json:
-the headline figures next to the targets of issue #5, with the exact commands
+the headline figures next to the targets of issues #5 and #10, with the exact commands
 that produced them and how long each took.
 """
 
@@ -56,6 +56,29 @@ FULL: Final[dict[str, list[str]]] = {
         "--name",
         "fanout_10k",
     ],
+    # Issue 10: the highest event rate held at 1,000 watchers, and connects/s, against the floor.
+    "fanout_saturation": [
+        "--saturate",
+        "--instances",
+        "2",
+        "--watchers",
+        "1000",
+        "--compare-floor",
+        "--sessions",
+        "sql",
+    ],
+    "fanout_connect": [
+        "--connect-only",
+        "--instances",
+        "2",
+        "--watchers",
+        "5000",
+        "--compare-floor",
+        "--repeats",
+        "2",
+        "--sessions",
+        "sql",
+    ],
     "pollpush": [
         "--watchers",
         "1000",
@@ -86,6 +109,30 @@ QUICK: Final[dict[str, list[str]]] = {
         "1",
         "--origin",
         "1",
+    ],
+    "fanout_saturation": [
+        "--saturate",
+        "--instances",
+        "1",
+        "--watchers",
+        "100",
+        "--compare-floor",
+        "--sat-steps",
+        "2",
+        "--sat-refine",
+        "0",
+        "--sat-step-seconds",
+        "1",
+        "--drain",
+        "1",
+    ],
+    "fanout_connect": [
+        "--connect-only",
+        "--instances",
+        "1",
+        "--watchers",
+        "200",
+        "--compare-floor",
     ],
     "pollpush": [
         "--watchers",
@@ -199,6 +246,25 @@ def headline(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "value": _get(results, "ingest", "summary", "acked_missing_total"),
             "target": "0",
         },
+        "saturation_events_per_s_vs_floor": {
+            "value": _get(
+                results,
+                "fanout_saturation",
+                "summary",
+                "saturation",
+                "ratio_project_over_floor",
+                "events_per_s",
+            ),
+            "target": ">= 0.85",
+            "note": "highest event rate with delivery p99 <= 1 s and nothing missed",
+        },
+        "connect_rate_vs_floor": {
+            "value": _get(
+                results, "fanout_connect", "summary", "connect_rate", "ratio_project_over_floor"
+            ),
+            "target": ">= 0.5",
+            "note": "every watcher connecting at once, until its hello",
+        },
         "rest_36_vs_hello_rps": {
             "value": _get(
                 results, "rest", "summary", "endpoints", "36_heartbeat", "ratio_to_hello_rps"
@@ -214,6 +280,8 @@ def headline(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "push_cheaper_than_poll": (10.0, None),
         "ingest_events_per_s_batch_50": (50000.0, None),
         "rest_36_vs_hello_rps": (0.5, None),
+        "saturation_events_per_s_vs_floor": (0.85, None),
+        "connect_rate_vs_floor": (0.5, None),
     }
     for key, (low, high) in limits.items():
         value = checks[key]["value"]

@@ -86,3 +86,38 @@ def grouped_bars(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def rate_vs_p99(
+    path: Path,
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    limit_ms: float,
+    title: str,
+) -> Path:
+    """One line per ramp: achieved event rate (x) against delivery p99 (y, log), with the limit."""
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
+    for label, (rates, p99s) in series.items():
+        order = np.argsort(np.asarray(rates, dtype=np.float64))
+        x = np.asarray(rates, dtype=np.float64)[order]
+        y = np.maximum(np.asarray(p99s, dtype=np.float64)[order], 1e-1)
+        ax.plot(
+            x,
+            y,
+            marker="o",
+            markersize=4,
+            label=label,
+            linewidth=1.4,
+            linestyle="--" if "floor" in label else "-",
+        )
+    ax.axhline(limit_ms, color="red", linewidth=1, alpha=0.6, label=f"limit {limit_ms:g} ms")
+    ax.set_yscale("log")
+    ax.set_xlabel("events per second published (each to every watcher)")
+    ax.set_ylabel("delivery latency p99 (ms, log scale)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -21,6 +21,17 @@ With `--compare-floor`, project and floor runs alternate (A B A B ...,
 and the summary carries the ratio project/floor of each figure (medians over
 the repeats). Output: JSON on stdout and in bench/results/fanout.json, and a
 latency CDF per configuration in bench/results/fanout.png.
+
+Every summary has `connect_rate`: watchers connected per second (from the first
+attempt until the last watcher had its first message, `hello` on both
+targets), per target and project/floor (issue 10 wants >= 0.5).
+`--connect-only` measures just that, every watcher connecting at once, and
+writes fanout_connect.json/.png:
+
+    python -m bench.fanout --connect-only --instances 2 --watchers 5000 --compare-floor --repeats 3
+
+`--saturate` steps the event rate up until p99 > 1 s or a miss and reports the
+highest rate held (bench/saturation.py; fanout_saturation.json/.png).
 """
 
 from __future__ import annotations
@@ -32,14 +43,28 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
 import numpy as np
 
-from bench import charts
+from bench import charts, saturation
+from bench._fanout_setup import (
+    CHANNEL,
+    HEALTH_CYCLE,
+    LIVE,
+    REST_SESSIONS_UP_TO,
+    STREAM,
+    Config,
+    Options,
+    connect_chart,
+    connect_rate_block,
+    floor_channel,
+    paced,
+    run_connect,
+    start_target,
+)
 from bench._harness import (
     Harness,
     Meter,
@@ -55,141 +80,13 @@ from bench._harness import (
     run_main,
     write_result,
 )
-from bench.loadgen import Deliveries, LoadGen, Target
+from bench.loadgen import Deliveries, LoadGen
 
-CREATOR: Final = "creator_001"
-CHANNEL: Final = "ch_101"
-STREAM: Final = "stream_abc123"
-LIVE: Final = f"/creators/{CREATOR}/channel/live"
-# Health changes the driver cycles through: consecutive values always differ.
-HEALTH_CYCLE: Final = ("fair", "good", "poor", "good")
-# POST watch creates ~300 sessions/s here; past this many watchers sessions are COPYed into
-# PostgreSQL instead (the rows POST watch would write), unless --sessions says otherwise.
-REST_SESSIONS_UP_TO: Final = 2000
 # Admin endpoint that changes the live stream's health (server/routes/admin.py, StreamPatch).
 ADMIN_HEALTH: Final = ("PATCH", f"/admin/channels/{CHANNEL}/live", "health")
 
 
-@dataclass(frozen=True)
-class Config:
-    target: str  # "project" or "floor"
-    instances: int
-    watchers: int
-    rate: float
-    duration: float
-    repeat: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.target} K={self.instances} W={self.watchers}"
-
-
-@dataclass
-class Options:
-    rate: float
-    duration: float
-    drain: float
-    idle: float
-    origin: float
-    clients: int
-    sessions: str  # "rest" or "sql"
-    session_concurrency: int
-    churn_rate: float
-    connect_concurrency: int
-    profile: Path | None = None
-
-
-# -- sessions -----------------------------------------------------------------------------------
-
-
-async def create_sessions_rest(
-    h: Harness, servers: list[ServerProc], users: list[str], concurrency: int
-) -> list[str]:
-    """POST watch for every user (round-robin over instances), `concurrency` at a time."""
-    sids: list[str] = [""] * len(users)
-    sem = asyncio.Semaphore(concurrency)
-    body = {"channel_id": CHANNEL, "device_type": "web", "quality": "auto"}
-    errors: list[str] = []
-    connector = aiohttp.TCPConnector(limit=concurrency * 2)
-    async with aiohttp.ClientSession(
-        connector=connector, timeout=aiohttp.ClientTimeout(total=60)
-    ) as http:
-
-        async def one(i: int, user: str) -> None:
-            url = servers[i % len(servers)].url + LIVE + "/watch"
-            async with (
-                sem,
-                http.post(
-                    url, json=body, headers={"Authorization": f"Bearer {h.token(user)}"}
-                ) as resp,
-            ):
-                data = await resp.json(content_type=None)
-                if resp.status != 200:
-                    errors.append(f"{resp.status} {data}")
-                    return
-                sids[i] = data["data"]["session"]["session_id"]
-
-        await asyncio.gather(*(one(i, u) for i, u in enumerate(users)))
-    if errors:
-        raise RuntimeError(f"{len(errors)} watch sessions failed, e.g. {errors[0]}")
-    return sids
-
-
-async def create_sessions_sql(h: Harness, users: list[str]) -> list[str]:
-    """Insert live sessions straight into watch_sessions (what POST watch stores), in one COPY."""
-    import asyncpg
-
-    from store.sessions import new_session_id
-
-    assert h.pg is not None
-    conn = await asyncpg.connect(h.pg.url)
-    try:
-        stream_id = await conn.fetchval(
-            "select stream_id from streams where channel_id = $1 and ended_at is null", CHANNEL
-        )
-        if stream_id is None:
-            raise RuntimeError(f"{CHANNEL} has no live stream")
-        sids = [new_session_id() for _ in users]
-        rows = [
-            (sid, user, CREATOR, CHANNEL, stream_id, "web", "auto", "UTC")
-            for sid, user in zip(sids, users, strict=True)
-        ]
-        async with conn.transaction():
-            await conn.execute(
-                "create temp table bench_sessions (session_id text, user_id text, creator_id text,"
-                " channel_id text, stream_id text, device_type text, quality text, timezone text)"
-                " on commit drop"
-            )
-            await conn.copy_records_to_table("bench_sessions", records=rows)
-            await conn.execute(
-                "insert into watch_sessions (session_id, user_id, creator_id, channel_id, stream_id,"
-                " device_type, quality, timezone, expires_at)"
-                " select *, now() + interval '6 hours' from bench_sessions"
-            )
-    finally:
-        await conn.close()
-    return sids
-
-
 # -- event drivers ------------------------------------------------------------------------------
-
-
-async def _paced(count: int, interval: float, t0: float, fire: Any) -> int:
-    """Call `fire(i)` at t0 + i*interval for i < count; bounded in count and time."""
-    done = 0
-    for i in range(count):
-        # asyncio may wake a hair early (clock resolution): never fire before the slot,
-        # or the event's ts would fall before the measuring window's t0.
-        while (delay := t0 + i * interval - time.time()) > 0:
-            await asyncio.sleep(delay)
-        await fire(i)
-        done += 1
-    return done
-
-
-def floor_channel(h: Harness) -> str:
-    """The floor's Redis channel, under this run's prefix so runs sharing a Redis never mix."""
-    return f"{h.prefix}:floor:{CHANNEL}"
 
 
 async def drive_floor(redis_url: str, channel: str, rate: float, duration: float, t0: float) -> int:
@@ -235,8 +132,8 @@ async def drive_floor(redis_url: str, channel: str, rate: float, duration: float
         n_stream = int(rate * duration)
         n_viewers = int(duration)
         results = await asyncio.gather(
-            _paced(n_stream, 1.0 / rate, t0, lambda i: publish("stream", i)),
-            _paced(n_viewers, 1.0, t0 + 0.5, lambda i: publish("viewers", i)),
+            paced(n_stream, 1.0 / rate, t0, lambda i: publish("stream", i)),
+            paced(n_viewers, 1.0, t0 + 0.5, lambda i: publish("viewers", i)),
         )
     finally:
         await client.aclose()
@@ -308,8 +205,8 @@ class ProjectDriver:
             n_health = int(rate * duration)
             n_churn = int(churn_rate * duration)
             done = await asyncio.gather(
-                _paced(n_health, 1.0 / rate, t0, health),
-                _paced(n_churn, 1.0 / churn_rate, t0 + 0.1, churn)
+                paced(n_health, 1.0 / rate, t0, health),
+                paced(n_churn, 1.0 / churn_rate, t0 + 0.1, churn)
                 if n_churn
                 else asyncio.sleep(0, 0),
             )
@@ -401,35 +298,12 @@ async def run_one(
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Start the servers of one configuration, connect, drive, count, and stop the servers."""
     run_id = "b" + uuid.uuid4().hex[:6]
-    extra: dict[str, Any] = {}
     servers: list[ServerProc] = []
     try:
         driver: ProjectDriver | None = None
         origin_per_op = 0.0
-        if cfg.target == "floor":
-            servers = h.start_floor(cfg.instances, channel=floor_channel(h))
-            paths = ["/creators/creator_001/channel/live/ws"] * cfg.watchers
-        else:
-            servers = h.start_project(cfg.instances)
-            users = [f"{run_id}_u{i}" for i in range(cfg.watchers)]
-            t = time.monotonic()
-            via = opt.sessions
-            if via == "auto":
-                via = "rest" if cfg.watchers <= REST_SESSIONS_UP_TO else "sql"
-            if via == "sql":
-                sids = await create_sessions_sql(h, users)
-            else:
-                sids = await create_sessions_rest(h, servers, users, opt.session_concurrency)
-            took = time.monotonic() - t
-            extra["sessions"] = {
-                "created_via": via,
-                "seconds": round(took, 2),
-                "per_s": round(len(sids) / took, 1) if took > 0 else None,
-            }
-            paths = [
-                f"{LIVE}/ws?session_id={sid}&access_token={h.token(user)}"
-                for sid, user in zip(sids, users, strict=True)
-            ]
+        targets, extra = await start_target(h, cfg, opt, run_id, servers)
+        if cfg.target == "project":
             # What causing the events costs (admin PATCHes, session joins/leaves) with nobody
             # connected: the floor gets its events for free from Redis, so this is reported apart.
             driver = ProjectDriver(h, servers, run_id)
@@ -445,9 +319,6 @@ async def run_one(
                 }
         await asyncio.sleep(0.5)
         rss_before = _rss(servers)
-        targets = [
-            Target("127.0.0.1", servers[i % len(servers)].port, p) for i, p in enumerate(paths)
-        ]
         connect = await lg.connect(targets, concurrency=opt.connect_concurrency)
         if connect["connected"] < cfg.watchers:
             extra["connect_problem"] = {"log_tail": servers[0].log_tail(10)}
@@ -463,7 +334,7 @@ async def run_one(
         expected: dict[str, int] = {}
         origin_cpu = 0.0
         tag = f"{cfg.target}-k{cfg.instances}-w{cfg.watchers}-r{cfg.repeat}"
-        with Profiler(opt.profile, servers, cfg.duration, tag) as profiler:
+        with Profiler(opt.profile, servers, cfg.duration, tag, fmt=opt.profile_format) as profiler:
             meter = Meter([s.ps for s in servers]).start()
             if driver is None:
                 assert h.redis_url is not None
@@ -562,7 +433,11 @@ def _print_table(entry: dict[str, Any]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = command_parser("fanout", __doc__)
-    p.add_argument("--instances", default="1,2", help="comma list of instance counts (K)")
+    p.add_argument(
+        "--instances",
+        default=None,
+        help="comma list of instance counts (K); default 1,2 (2 with --saturate)",
+    )
     p.add_argument("--watchers", default="1000", help="comma list of watcher counts (W)")
     p.add_argument("--rate", type=float, default=5.0, help="admin events per second")
     p.add_argument("--duration", type=float, default=10.0, help="seconds of driven events per run")
@@ -598,7 +473,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--session-concurrency", type=int, default=32)
     p.add_argument(
-        "--connect-concurrency", type=int, default=200, help="in-flight connects per client process"
+        "--connect-concurrency",
+        type=int,
+        default=None,
+        help="in-flight connects per client process; 0: all at once (default 200; 0 with "
+        "--connect-only and --saturate)",
+    )
+    p.add_argument(
+        "--connect-only",
+        action="store_true",
+        help="measure the connect rate only (every watcher at once): no events",
     )
     p.add_argument(
         "--churn-rate", type=float, default=2.0, help="session joins+leaves per second (project)"
@@ -617,11 +501,32 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="write py-spy flame graphs (SVG) of the servers' driven window here",
     )
+    p.add_argument(
+        "--profile-format",
+        choices=("flamegraph", "raw"),
+        default="flamegraph",
+        help="py-spy output: flamegraph (SVG) or raw collapsed stacks (.txt)",
+    )
+    saturation.add_args(p)
     add_result_args(p, "fanout")
     return p
 
 
+def resolve_defaults(args: argparse.Namespace) -> None:
+    """Defaults that depend on the mode; result names per mode so runs do not overwrite."""
+    storm = args.saturate or args.connect_only
+    if args.instances is None:
+        args.instances = "2" if args.saturate else "1,2"
+    if args.connect_concurrency is None:
+        args.connect_concurrency = 0 if storm else 200
+    if args.name == "fanout" and args.saturate:
+        args.name = "fanout_saturation"
+    elif args.name == "fanout" and args.connect_only:
+        args.name = "fanout_connect"
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    resolve_defaults(args)
     if args.targets:
         targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     else:
@@ -638,7 +543,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         churn_rate=args.churn_rate,
         connect_concurrency=args.connect_concurrency,
         profile=args.profile,
+        profile_format=args.profile_format,
+        connect_only=args.connect_only,
     )
+    if args.saturate:
+        return await saturation.main_async(args, targets, opt)
     configs = []
     for k in int_list(args.instances):
         for w in int_list(args.watchers):
@@ -686,6 +595,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             h.start_valkey()
         with LoadGen(args.clients) as lg:
             for cfg in configs:
+                if opt.connect_only:
+                    summary["runs"].append(await run_connect(h, lg, cfg, opt))
+                    c = summary["runs"][-1]["connect"]
+                    print(
+                        f"# {cfg.label} rep {cfg.repeat}: {c['connect_rate_per_s']}/s, "
+                        f"connected {c['connected']}/{cfg.watchers} in {c['connect_seconds']} s",
+                        file=sys.stderr,
+                    )
+                    continue
                 result, lat = await run_one(h, lg, cfg, opt)
                 summary["runs"].append(result)
                 latencies.setdefault(cfg.label, []).append(lat)
@@ -696,6 +614,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     f"cpu/delivery {result['server_cpu_us_per_delivery']} us",
                     file=sys.stderr,
                 )
+    summary["connect_rate"] = connect_rate_block(summary["runs"], opt.connect_concurrency)
+    if opt.connect_only:
+        print(f"# connect rate: {summary['connect_rate']}", file=sys.stderr)
+        write_result(args.name, summary, args.out, chart=lambda png: connect_chart(png, summary))
+        return summary
     summary["configs"] = aggregate(summary["runs"])
     for entry in summary["configs"]:
         _print_table(entry)

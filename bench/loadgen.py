@@ -39,6 +39,7 @@ from bench._harness import (
     merged_counts,
     merged_latencies,
     own_cpu_seconds,
+    percentiles,
     raise_nofile,
 )
 
@@ -98,6 +99,18 @@ class _Stats:
         self.pings = 0
         self.last_payload = b""
         self.last_head = _Head()
+        self.last_key: tuple[Any, int] = (0, -1)
+
+    def new_window(self, t0: float) -> None:
+        """Start a measured window at `t0`: what earlier windows counted is forgotten
+        (closes, pings and other messages stay cumulative)."""
+        self.t0 = t0
+        self.measuring = True
+        self.lat = array("d")
+        self.lat_ts = array("d")
+        self.per_seq = {}
+        self.dups = 0
+        self.hellos_in_window = 0
 
 
 class Watcher(asyncio.Protocol):
@@ -229,11 +242,13 @@ class Watcher(asyncio.Protocol):
                 return
             stats.last_payload = payload
             stats.last_head = head
+            # One key object shared by every watcher: their `seen` sets cost a slot, not a tuple.
+            stats.last_key = (head.epoch, head.seq)
         kind = head.type
         if kind in CHANNEL_TYPES:
             if not stats.measuring or head.ts < stats.t0:
                 return
-            key = (head.epoch, head.seq)
+            key = stats.last_key
             if key in self.seen:
                 stats.dups += 1
                 return
@@ -268,7 +283,8 @@ async def _connect_all(
     targets: list[Target], stats: _Stats, ready_on: str, concurrency: int, timeout: float
 ) -> tuple[list[Watcher], dict[str, Any]]:
     loop = asyncio.get_running_loop()
-    sem = asyncio.Semaphore(concurrency)
+    # concurrency <= 0: every connect at once (a reconnect storm).
+    sem = asyncio.Semaphore(concurrency if concurrency > 0 else max(len(targets), 1))
     watchers: list[Watcher] = []
     errors: Counter[str] = Counter()
     statuses: Counter[int] = Counter()
@@ -288,7 +304,9 @@ async def _connect_all(
                 )
                 await asyncio.wait_for(ready, max(deadline - loop.time(), 0.01))
             except (TimeoutError, OSError, ConnectionError) as err:
-                errors[type(err).__name__] += 1
+                # A socket the server closed before its hello: say with which close code.
+                closed = f" (close {watcher.closed})" if watcher.closed is not None else ""
+                errors[type(err).__name__ + closed] += 1
                 statuses[watcher.status] += 1
                 watcher.close()
                 return
@@ -298,7 +316,9 @@ async def _connect_all(
     cpu0 = own_cpu_seconds()
     await asyncio.gather(*(one(t) for t in targets))
     ready_times = [w.t_ready for w in watchers]
+    waits = array("d", (w.t_ready - w.t_start for w in watchers))
     report = {
+        "waits": waits.tobytes(),
         "ok": len(watchers),
         "failed": sum(errors.values()),
         "errors": dict(errors),
@@ -328,8 +348,9 @@ async def _client_main(conn: Connection) -> None:
             watchers, report = await _connect_all(targets, stats, ready_on, concurrency, timeout)
             conn.send(report)
         elif cmd == "measure":
-            stats.t0 = float(arg)
-            stats.measuring = True
+            stats.new_window(float(arg))
+            for w in watchers:
+                w.seen.clear()
             cpu_mark = own_cpu_seconds()
             conn.send({"cpu": cpu_mark})
         elif cmd == "collect":
@@ -474,7 +495,8 @@ class LoadGen:
 
         A watcher is ready at its first `hello` (`ready_on="hello"`) or at the 101
         (`"upgrade"`). `connect_rate` is watchers/s from the first attempt until the
-        last watcher was ready.
+        last watcher was ready. `concurrency` is per process; <= 0 starts every connect
+        at once.
         """
         shares: list[list[Target]] = [targets[i :: self.processes] for i in range(self.processes)]
         replies = await self._ask(
@@ -486,6 +508,9 @@ class LoadGen:
         t1 = max(r["t_last_ready"] for r in replies)
         errors = merged_counts(replies, "errors")
         statuses = merged_counts(replies, "statuses")
+        waits = np.concatenate(
+            [np.frombuffer(r["waits"], dtype=np.float64) for r in replies] or [np.array([])]
+        )
         return {
             "requested": len(targets),
             "connected": ok,
@@ -494,11 +519,13 @@ class LoadGen:
             "failed_statuses": dict(statuses),
             "connect_seconds": round(t1 - t0, 3),
             "connect_rate_per_s": round(ok / (t1 - t0), 1) if t1 > t0 else None,
+            # Per watcher: its connect attempt → its first `hello` (or 101).
+            "time_to_ready_ms": percentiles(waits),
             "loadgen_cpu_s": round(sum(r["cpu_s"] for r in replies), 3),
         }
 
     async def measure(self, t0: float) -> None:
-        """Count channel events whose origin `ts` is at or after `t0`."""
+        """Start a fresh window: count channel events whose origin `ts` is at or after `t0`."""
         await self._ask([("measure", t0)] * self.processes, 30)
 
     async def collect(

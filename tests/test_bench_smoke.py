@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -112,3 +113,84 @@ def test_floor_and_loadgen_deliver_every_event_once(valkey: EmbeddedValkey, tmp_
     assert config["floor"]["missed"] == 0
     # The harness stopped the servers it started: none is left behind.
     assert _floors_on(valkey.url) == []
+
+
+def _fanout(*args: str, out: Path, timeout: float = 100) -> dict[str, Any]:
+    """Run `python -m bench.fanout ARGS --out OUT`; its JSON summary (also checks the file)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.fanout", *args, "--clients", "1", "--out", str(out)],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
+    summary: dict[str, Any] = json.loads(proc.stdout)
+    assert summary["chart"].endswith(".png")
+    assert (out / summary["chart"]).stat().st_size > 1000
+    return summary
+
+
+def test_connect_only_reports_the_connect_rate(valkey: EmbeddedValkey, tmp_path: Path) -> None:
+    summary = _fanout(
+        "--connect-only",
+        "--targets",
+        "floor",
+        "--instances",
+        "1",
+        "--watchers",
+        str(WATCHERS),
+        "--repeats",
+        "2",
+        "--redis-url",
+        valkey.url,
+        out=tmp_path,
+    )
+    assert summary == json.loads((tmp_path / "fanout_connect.json").read_text())
+    assert [r["connect"]["connected"] for r in summary["runs"]] == [WATCHERS, WATCHERS]
+    block = summary["connect_rate"]
+    assert block["in_flight_per_loadgen_process"] == "all at once"
+    assert block["floor"]["runs"] == 2
+    assert block["floor"]["failed"] == 0
+    assert block["floor"]["connect_rate_per_s"] > 0
+    assert _floors_on(valkey.url) == []
+
+
+def test_saturation_ramps_project_and_floor(tmp_path: Path) -> None:
+    """Both targets, a tiny ramp: the project's events (published as its origin would, into
+    its bus envelope) reach every watcher, and the summary has the verdict and connect rate."""
+    summary = _fanout(
+        "--saturate",
+        "--compare-floor",
+        "--instances",
+        "1",
+        "--watchers",
+        str(WATCHERS),
+        "--sessions",
+        "sql",
+        "--sat-start",
+        "20",
+        "--sat-steps",
+        "2",
+        "--sat-refine",
+        "0",
+        "--sat-step-seconds",
+        "0.5",
+        "--drain",
+        "0.5",
+        out=tmp_path,
+    )
+    assert summary == json.loads((tmp_path / "fanout_saturation.json").read_text())
+    assert [r["target"] for r in summary["ramps"]] == ["project", "floor"]
+    for ramp in summary["ramps"]:
+        assert ramp["connect"]["connected"] == WATCHERS
+        assert [s["rate_nominal"] for s in ramp["steps"]] == [20.0, 30.0]
+        for step in ramp["steps"]:
+            assert step["published"] == int(step["rate_nominal"] * 0.5)
+            assert step["deliveries"] == WATCHERS * step["published"], step
+            assert step["missed"] == 0 and step["duplicated"] == 0 and step["held"], step
+        assert ramp["held"]["rate_nominal"] == 30.0
+    verdict = summary["saturation"]
+    assert {"project", "floor", "ratio_project_over_floor", "target", "met"} <= verdict.keys()
+    assert verdict["ratio_project_over_floor"]["events_per_s"] > 0
+    assert summary["connect_rate"]["ratio_project_over_floor"] is not None
