@@ -10,12 +10,11 @@ another instance. App state lives under the keys of server.state.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from server import asyncapi, cors, metrics, openapi, ws
+from server import access, asyncapi, cors, health, openapi, scrape, ws
 from server.config import Settings
 from server.events import NoEvents
 from server.middleware import error_middleware
@@ -71,11 +70,6 @@ async def _drain(app: web.Application) -> None:
         await rt.drain()
 
 
-async def _health(request: web.Request) -> web.Response:
-    """Liveness for load balancers; `pid` tells which worker of `--workers N` answered."""
-    return web.json_response({"status": "ok", "pid": os.getpid()})
-
-
 def create_app(settings: Settings) -> web.Application:
     """Build the application; resources open when the runner starts it."""
     app = web.Application(
@@ -86,10 +80,11 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_pg_ctx)
     app.cleanup_ctx.append(_realtime_ctx)
     app.on_shutdown.append(_drain)
-    app.router.add_get("/healthz", _health)
+    health.setup(app)
     app.router.add_get("/creators/{creator_id}/channel/live/ws", ws.handle)
-    for module in (live, watch, ondemand, admin, analytics, openapi, metrics):
+    for module in (live, watch, ondemand, admin, analytics, openapi, scrape):
         module.setup(app)
     for module in (ingest, hooks, pages, asyncapi, cors):
         module.setup(app)
+    access.setup(app)  # outermost: logs and counts every request, preflights included
     return app

@@ -12,6 +12,7 @@ from typing import Any
 
 from server.auth import mint_bearer
 from server.config import Settings
+from server.logs import setup_logging
 from server.runner import run_backends, run_migrate, run_seed, run_serve
 
 log = logging.getLogger("droptv_live")
@@ -117,9 +118,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = settings_from(args)
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(settings.log_level, settings.log_format)
     if args.command == "token":
         print(mint_bearer(settings.jwt_secret, args.user, admin=args.admin, ttl=args.ttl))
         return 0

@@ -1,18 +1,31 @@
-"""`GET /metrics` in the Prometheus text format, per instance.
+"""`GET /metrics` in the Prometheus text format: this instance, or every worker of `--workers N`.
 
 The hot path keeps plain counters (`server.hub_stats.HubStats`: a Counter update
-per broadcast); this module turns them into Prometheus families only when
-scraped, through a custom collector on a per-application registry (several
-apps may share a process in tests, so nothing goes in the global registry).
+per broadcast); `RealtimeCollector` turns them into Prometheus families only
+when scraped, and `PoolCollector` reads the asyncpg pool the same way. HTTP
+request metrics are real prometheus_client Counter/Histogram objects, updated
+by server.access. Everything lives on a per-application registry (several apps
+may share a process in tests, so nothing goes in the global registry); the
+process collector adds CPU, memory and file descriptors of the process.
+
+Under `serve --workers N`, server.metrics_workers gathers the other workers'
+families into the answer (each sample labelled `worker`), so one scrape sees
+the whole port whichever worker the kernel hands it to.
+
+Protection: with `metrics_token` set, /metrics needs `Authorization: Bearer
+<token>`; without it, only loopback clients are answered (403 otherwise).
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 from collections.abc import Iterator
 from itertools import accumulate
+from typing import Final
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -22,7 +35,10 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
-from server.state import REALTIME
+from server.middleware import error_response
+from server.state import POOL, REALTIME, SETTINGS
+
+__all__ = ["METRICS", "AppMetrics", "guard", "refusal", "render", "response"]
 
 
 class RealtimeCollector(Collector):
@@ -100,15 +116,101 @@ class RealtimeCollector(Collector):
         )
 
 
+class PoolCollector(Collector):
+    """The asyncpg pool's connections at scrape time: open, idle, in use, and the cap."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[Metric]:
+        pool = self.app.get(POOL)
+        if pool is None:
+            return
+        size, idle = pool.get_size(), pool.get_idle_size()
+        for name, doc, value in (
+            ("droptv_db_pool_connections", "Open PostgreSQL connections of the pool", size),
+            ("droptv_db_pool_idle", "Pool connections not lent out", idle),
+            (
+                "droptv_db_pool_in_use",
+                "Pool connections lent out (queries, transactions)",
+                size - idle,
+            ),
+            ("droptv_db_pool_max", "The pool's connection cap (pg_pool_max)", pool.get_max_size()),
+            (
+                "droptv_db_pool_min",
+                "Connections the pool keeps open (pg_pool_min)",
+                pool.get_min_size(),
+            ),
+        ):
+            yield GaugeMetricFamily(name, doc, value=value)
+
+
+class AppMetrics:
+    """One application's registry and the HTTP metrics server.access updates per request."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.registry = registry = CollectorRegistry(auto_describe=False)
+        labels = ["method", "route", "status"]
+        self.requests = Counter(
+            "droptv_http_requests",
+            "HTTP requests answered, by method, route (the route's template) and status",
+            labels,
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "droptv_http_request_duration_seconds",
+            "Time to answer an HTTP request (websocket upgrades excluded)",
+            labels,
+            registry=registry,
+        )
+        registry.register(RealtimeCollector(app))
+        registry.register(PoolCollector(app))
+        ProcessCollector(registry=registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+METRICS: Final = web.AppKey("metrics", AppMetrics)
+
+
 def render(app: web.Application) -> bytes:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(RealtimeCollector(app))
-    return generate_latest(registry)
+    """This process's families only (what a worker contributes to the merged answer)."""
+    return app[METRICS].render()
 
 
-async def _metrics(request: web.Request) -> web.Response:
-    return web.Response(body=render(request.app), headers={"Content-Type": CONTENT_TYPE_LATEST})
+def _loopback(remote: str | None) -> bool:
+    try:
+        ip = ipaddress.ip_address(remote or "")
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
-def setup(app: web.Application) -> None:
-    app.router.add_get("/metrics", _metrics)
+def refusal(remote: str | None, authorization: str, token: str) -> int | None:
+    """None when the scrape is allowed; else the status to answer (401 or 403)."""
+    if token:
+        sent = authorization.removeprefix("Bearer ").encode()
+        ok = authorization.startswith("Bearer ") and hmac.compare_digest(sent, token.encode())
+        return None if ok else 401
+    return None if _loopback(remote) else 403
+
+
+def guard(request: web.Request) -> web.Response | None:
+    """The 401/403 answer for a scrape that may not see the metrics, or None."""
+    token = request.app[SETTINGS].metrics_token
+    status = refusal(request.remote, request.headers.get("Authorization", ""), token)
+    if status == 401:
+        return error_response(401, "/metrics needs the bearer token of DROPTV_METRICS_TOKEN")
+    if status == 403:
+        return error_response(
+            403,
+            "/metrics answers loopback clients only; set DROPTV_METRICS_TOKEN to scrape "
+            "from elsewhere with that bearer token",
+        )
+    return None
+
+
+def response(body: bytes) -> web.Response:
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -26,6 +26,7 @@ from typing import Final
 
 from protocol.backoff import Backoff
 from server.config import Settings
+from server.logs import setup_logging
 from server.serving import run_instance
 from store.embedded import EmbeddedValkey
 
@@ -38,10 +39,7 @@ STOP_TIMEOUT: Final = 20.0
 
 
 def _worker_main(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
-    )
+    setup_logging(settings.log_level, settings.log_format)
     run_instance(settings, reuse_port=True)
 
 
