@@ -6,14 +6,17 @@ same-origin, and the Content-Security-Policy says so to the browser.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, get_args
 
 import asyncpg
+import pytest
 
 from protocol.messages import ClientMessage, ServerMessage
+from server.asyncapi import document_bytes
 from server.routes.web import CLIENT_JS
-from tests.conftest import AppClientFactory
+from tests.conftest import ROOT, AppClientFactory
 
 
 async def test_the_js_client_is_served_as_an_es_module(
@@ -123,3 +126,23 @@ async def test_openapi_lint_servers_and_public_security(
     assert ingest["security"] == [{"bearer": []}]
     schema = ingest["responses"]["200"]["content"]["application/json"]["schema"]
     assert schema["properties"]["data"] == {"$ref": "#/components/schemas/IngestInfo"}
+
+
+ASYNCAPI_SCHEMA = ROOT / "tests" / "browser" / "node_modules" / "@asyncapi" / "specs" / "schemas"
+
+
+@pytest.mark.skipif(
+    not (ASYNCAPI_SCHEMA / "3.0.0.json").exists(),
+    reason="needs @asyncapi/specs: `npm ci` in tests/browser (make test does it)",
+)
+def test_asyncapi_document_validates_against_the_official_schema() -> None:
+    """The AsyncAPI 3.0.0 JSON schema from the @asyncapi/specs npm package, pinned by
+    tests/browser/package-lock.json; the validator must also catch a broken document."""
+    import jsonschema
+
+    schema = json.loads((ASYNCAPI_SCHEMA / "3.0.0.json").read_text())
+    doc = json.loads(document_bytes())
+    validator = jsonschema.Draft7Validator(schema)
+    assert [e.message for e in validator.iter_errors(doc)] == []
+    doc["operations"]["sendServerMessages"]["action"] = "publish"  # AsyncAPI 2 wording
+    assert list(validator.iter_errors(doc))
