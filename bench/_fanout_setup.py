@@ -18,7 +18,7 @@ from typing import Any, Final
 import aiohttp
 
 from bench import charts
-from bench._harness import Harness, Meter, ServerProc, median, ratio
+from bench._harness import Harness, Meter, Profiler, ServerProc, median, ratio
 from bench.loadgen import LoadGen, Target
 
 CREATOR: Final = "creator_001"
@@ -198,7 +198,9 @@ async def run_connect(h: Harness, lg: LoadGen, cfg: Config, opt: Options) -> dic
         await asyncio.sleep(0.5)
         before = listen_counters()
         meter = Meter([s.ps for s in servers]).start()
-        connect = await lg.connect(targets, concurrency=opt.connect_concurrency)
+        tag = f"connect-{cfg.target}-{cfg.watchers}"
+        with Profiler(opt.profile, servers, 2.0, tag, fmt=opt.profile_format):
+            connect = await lg.connect(targets, concurrency=opt.connect_concurrency)
         window = meter.stop()
         after = listen_counters()
         connect["server_cpu_ms_per_connect"] = round(

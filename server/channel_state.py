@@ -102,6 +102,17 @@ class ChannelStates:
             kept = self._reusable(channel, Position(room.epoch, room.seq))
             if kept is not None:
                 return kept
+            # Stale (an event came): one position read and one state read for all the joins
+            # waiting here, not a Redis round trip per join (a reconnect storm).
+            async with room.reading:
+                kept = self._reusable(channel, Position(room.epoch, room.seq))
+                if kept is not None:
+                    return kept
+                return await self._read_fresh(room)
+        return await self._read_fresh(room, reuse=reuse)
+
+    async def _read_fresh(self, room: Room, *, reuse: bool = False) -> ChannelState:
+        channel = room.channel_id
         for _ in range(READ_ATTEMPTS):
             try:
                 pos = await self._sequencer.current(channel)
@@ -111,19 +122,22 @@ class ChannelStates:
                 state = await self._read(channel, pos)
             else:
                 room.position(pos.epoch, pos.seq)
-                state = await self._read_shared(room, pos, reuse=reuse)
+                if reuse:
+                    state = await self._read_shared(room, pos)
+                else:
+                    state = self._kept[channel] = await self._read(channel, pos)
             if not (room.epoch == pos.epoch and room.seq > pos.seq):
                 break
         return state
 
-    async def _read_shared(self, room: Room, pos: Position, *, reuse: bool) -> ChannelState:
-        """The state at `pos`: the kept one if allowed and still good, else one read that
-        concurrent joins of the channel share (and that is kept for the next ones)."""
+    async def _read_shared(self, room: Room, pos: Position) -> ChannelState:
+        """The state at `pos`: the kept one if still good, else one read that concurrent
+        joins of the channel share (and that is kept for the next ones)."""
         channel = room.channel_id
-        if reuse and (kept := self._reusable(channel, pos)) is not None:
+        if (kept := self._reusable(channel, pos)) is not None:
             return kept
         async with room.reading:
-            if reuse and (kept := self._reusable(channel, pos)) is not None:
+            if (kept := self._reusable(channel, pos)) is not None:
                 return kept
             state = self._kept[channel] = await self._read(channel, pos)
             return state

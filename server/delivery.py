@@ -22,7 +22,8 @@ from protocol.bus import EpgEvent, Kind, SessionEvent
 from protocol.messages import StreamStatus, encode_server, epg_message
 from server.cache import ChannelCache
 from server.channel_state import epg_for
-from server.hub import Hub, Room, text_frame
+from server.frames import text_frame
+from server.hub import Hub, Room
 from server.session_ops import SessionOps
 from server.signing import StreamSigner
 from server.timers import Spawn

@@ -34,35 +34,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Final
 
 from protocol.errors import CloseCode
 from protocol.messages import LATEST_VALUE_TYPES
 from server.conn import Conn
+from server.frames import PING_FRAME, Audience, Queued, join_events, text_frame
 from server.hub_stats import HubStats
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Hub", "Room", "text_frame"]
-
-_OP_TEXT: Final = 0x81  # FIN + text
-PING_FRAME: Final = b"\x89\x00"  # FIN + ping, empty payload: the same bytes for every socket
-
-
-def text_frame(payload: bytes) -> bytes:
-    """A complete server-to-client websocket text frame (RFC 6455: unmasked, unfragmented)."""
-    n = len(payload)
-    if n < 126:
-        header = struct.pack("!BB", _OP_TEXT, n)
-    elif n < 65536:
-        header = struct.pack("!BBH", _OP_TEXT, 126, n)
-    else:
-        header = struct.pack("!BBQ", _OP_TEXT, 127, n)
-    return header + payload
 
 
 class Room:
@@ -76,6 +60,7 @@ class Room:
         "last_by_type",
         "lock",
         "members",
+        "queued",
         "reading",
         "seq",
         "stream_id",
@@ -90,6 +75,8 @@ class Room:
         self.epoch = ""
         self.seq = 0
         self.last_by_type: dict[str, int] = {}
+        # Channel events waiting for this loop turn's flush (Hub.broadcast / Hub.flush).
+        self.queued: list[Queued] = []
         self.stream_id: str | None = None
         # Serializes bus subscribe/unsubscribe of this channel; `members` counts
         # joins in progress too, so a join racing the last leave keeps the subscription.
@@ -191,51 +178,86 @@ class Hub:
         *,
         frame: bytes | None = None,
         render: Callable[[str], bytes] | None = None,
-    ) -> int:
-        """Write one channel event to every local watcher of `room`; returns sockets written.
+    ) -> None:
+        """Queue one channel event for every local watcher of `room`; written at the end of
+        this loop turn together with the room's other queued events (see `flush`).
 
         Pass the frame, or `render(timezone) -> frame` for zone-dependent events
         (called once per zone present). Stale events (see module doc) are dropped.
         """
         if not room.advance(type_, epoch, seq):
             self.stats.stale_dropped += 1
+            return
+        room.queued.append((type_, epoch, seq, ts, frame, render))
+        if len(room.queued) == 1:
+            asyncio.get_running_loop().call_soon(self.flush, room)
+
+    def flush(self, room: Room) -> int:
+        """Write the room's queued events: per socket one write of all that apply to it.
+
+        Events that arrived in the same loop turn (the bus reader hands over what
+        is buffered without yielding) cost one `transport.write` per socket, not
+        one per event. The bytes a socket gets are built once per distinct
+        (zone, skip-latest, hello position) among the sockets, so the common
+        socket costs a dict lookup, a buffer-size read and a write. Order is the
+        events' order; per-socket messages flush the room first (`send`).
+        """
+        events, room.queued = room.queued, []
+        if not events:
             return 0
-        latest = type_ in LATEST_VALUE_TYPES
         soft, hard = self.soft_limit, self.hard_limit
-        by_zone: dict[str, bytes] = {}
-        sent = skipped = 0
+        first_seq = min(e[2] for e in events)
+        built: dict[Audience, tuple[bytes, list[str]]] = {}
+        by_zone: dict[tuple[int, str], bytes] = {}
+        sent: Counter[str] = Counter()
+        skipped: Counter[str] = Counter()
         slow: list[Conn] = []
         for conn in room.conns:
-            if conn.closing or (conn.hello_seq >= seq and conn.hello_epoch == epoch):
+            if conn.closing:
                 continue
-            data = frame
-            if data is None:
-                assert render is not None
-                data = by_zone.get(conn.timezone)
-                if data is None:
-                    data = by_zone[conn.timezone] = render(conn.timezone)
             transport = conn.transport
             if transport.is_closing():
                 continue
             pending = transport.get_write_buffer_size()
+            over_soft = pending > soft
+            # Only sockets whose hello came after some queued event need their own filter.
+            key: Audience = (
+                (conn.timezone, over_soft, conn.hello_seq, conn.hello_epoch)
+                if conn.hello_seq >= first_seq
+                else (conn.timezone, over_soft, -1, "")
+            )
+            found = built.get(key)
+            if found is None:
+                found = built[key] = join_events(events, key, by_zone)
+            data, types = found
+            if not data:
+                continue
             if pending + len(data) > hard:
                 slow.append(conn)
-            elif latest and pending > soft:
-                skipped += 1
-            else:
-                transport.write(data)
-                sent += 1
+                continue
+            transport.write(data)
+            sent.update(types)
+            if over_soft:
+                skipped.update(t for t, *_ in events if t in LATEST_VALUE_TYPES)
         for conn in slow:
             self.close_slow(conn)
         stats = self.stats
-        stats.sent[type_] += sent
-        if skipped:
-            stats.skipped[type_] += skipped
-        stats.fanout.observe(type_, time.time() - ts)
-        return sent
+        stats.sent.update(sent)
+        stats.skipped.update(skipped)
+        now = time.time()
+        for type_, _, _, ts, _, _ in events:
+            stats.fanout.observe(type_, now - ts)
+        return sum(sent.values())
 
     def send(self, conn: Conn, type_: str, payload: bytes) -> bool:
-        """Write one message to one socket, under the same limits; False if not written."""
+        """Write one message to one socket, under the same limits; False if not written.
+
+        Channel events still queued for the socket's room are written first, so
+        a socket sees events and its own messages in the order they happened.
+        """
+        room = self.rooms.get(conn.channel_id)
+        if room is not None and room.queued:
+            self.flush(room)
         if conn.closing or conn.transport.is_closing():
             return False
         data = text_frame(payload)

@@ -29,6 +29,7 @@ from server.config import Settings
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL: Final = 1.0
+BACKLOG: Final = 4096
 
 
 class HeaderGuard:
@@ -92,7 +93,8 @@ async def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        site = web.TCPSite(runner, host, port, reuse_port=reuse_port)
+        # A deep accept queue: a reconnect storm must not overflow the default 128 into SYN drops.
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=BACKLOG)
         await site.start()
         if guard is not None:
             guard.start()

@@ -29,7 +29,7 @@ from protocol.messages import (
     viewers_message,
 )
 from protocol.values import Quality
-from server.hub import text_frame
+from server.frames import text_frame
 
 NOW = datetime(2024, 11, 1, 18, 31, tzinfo=UTC)
 
