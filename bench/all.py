@@ -91,6 +91,8 @@ FULL: Final[dict[str, list[str]]] = {
     ],
     "ingest": ["--batches", "1,50,500", "--clients", "32", "--duration", "5"],
     "rest": ["--concurrency", "64", "--duration", "5", "--repeats", "2"],
+    # Issue 10: presence cost per second and per read at 10k-1M synthetic watchers.
+    "scale": [],
 }
 QUICK: Final[dict[str, list[str]]] = {
     "fanout": [
@@ -148,6 +150,7 @@ QUICK: Final[dict[str, list[str]]] = {
     ],
     "ingest": ["--batches", "1,50", "--clients", "8", "--duration", "2"],
     "rest": ["--concurrency", "16", "--duration", "1", "--repeats", "1", "--warmup", "0"],
+    "scale": ["--quick"],
 }
 TIME_LIMIT: Final = 300.0
 
