@@ -1,4 +1,10 @@
-"""`droptv-live`: serve, migrate, seed and mint development tokens."""
+"""`droptv-live`: serve, migrate, seed and mint development tokens.
+
+Flags are taken as written and validated with the environment in one place
+(server.config.load_settings), so `--port abc` and `PORT=abc` fail alike, in
+one line. Exit status: 0 done, 1 an operator error (port taken, database
+unreachable, …: one line on stderr), 2 a bad flag or setting.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,12 @@ import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from server.auth import mint_bearer
-from server.config import Settings
+from server.config import ConfigError, Port, Settings, describe, load_settings, unknown_env
 from server.logs import setup_logging
+from server.preflight import OperatorError
 from server.runner import run_backends, run_migrate, run_seed, run_serve
 
 log = logging.getLogger("droptv_live")
@@ -24,9 +30,13 @@ def _db_flags(p: argparse.ArgumentParser) -> None:
         help="PostgreSQL DSN (env DATABASE_URL); "
         "without it an embedded PostgreSQL runs with data under --data-dir",
     )
-    p.add_argument(
-        "--data-dir", type=Path, help="where embedded servers keep data (default ./.droptv)"
-    )
+    p.add_argument("--data-dir", help="where embedded servers keep data (default ./.droptv)")
+
+
+def _port(raw: str) -> int:
+    if raw.strip().isdigit() and 1 <= int(raw) <= 65535:
+        return int(raw)
+    raise argparse.ArgumentTypeError(f"expected {describe(Port)}, got {raw!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,8 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the server: migrate, load the demo world on first "
         "start, and serve REST and websockets on uvloop.",
     )
-    serve.add_argument("--host", help="bind address (default 0.0.0.0)")
-    serve.add_argument("--port", type=int, help="port (env PORT, default 8080)")
+    serve.add_argument(
+        "--host", help="bind address (default 127.0.0.1; 0.0.0.0 once JWT_SECRET is set)"
+    )
+    serve.add_argument("--port", help="port 1-65535 (env PORT, default 8080)")
     _db_flags(serve)
     serve.add_argument(
         "--redis-url", help="Redis/Valkey URL for the bus and leases (env REDIS_URL)"
@@ -51,10 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Redis Cluster: use sharded pub/sub (SSUBSCRIBE/SPUBLISH)",
     )
-    serve.add_argument("--workers", type=int, help="instance processes on one port (SO_REUSEPORT)")
+    serve.add_argument("--workers", help="instance processes on one port (SO_REUSEPORT), ≥ 1")
     serve.add_argument("--jwt-secret", help="HS256 secret for bearer tokens (env JWT_SECRET)")
     serve.add_argument(
-        "--session-ttl", type=float, help="seconds without liveness before a session stops counting"
+        "--session-ttl", help="seconds without liveness before a session stops counting"
+    )
+    serve.add_argument(
+        "--allow-insecure-dev-secret",
+        action="store_true",
+        default=None,
+        help="listen beyond loopback without JWT_SECRET (anyone can mint admin tokens)",
     )
     serve.add_argument(
         "--no-demo", action="store_true", help="do not load the demo world on first start"
@@ -79,11 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
         "an embedded Valkey on fixed loopback ports, print their URLs, and "
         "run until Ctrl-C: what a multi-instance run on one machine shares.",
     )
-    backends.add_argument(
-        "--data-dir", type=Path, help="where PostgreSQL keeps data (default ./.droptv)"
-    )
-    backends.add_argument("--pg-port", type=int, default=5499)
-    backends.add_argument("--redis-port", type=int, default=6399)
+    backends.add_argument("--data-dir", help="where PostgreSQL keeps data (default ./.droptv)")
+    backends.add_argument("--pg-port", type=_port, default=5499)
+    backends.add_argument("--redis-port", type=_port, default=6399)
 
     token = sub.add_parser(
         "token",
@@ -100,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    """Flags (they win) over the environment; raises ConfigError naming the flag or variable."""
     keys = (
         "host",
         "port",
@@ -110,15 +127,34 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "jwt_secret",
         "session_ttl",
         "data_dir",
+        "allow_insecure_dev_secret",
     )
-    overrides: dict[str, Any] = {k: getattr(args, k, None) for k in keys}
-    return Settings.from_env(**overrides)
+    flags: dict[str, tuple[str, Any]] = {
+        k: ("--" + k.replace("_", "-"), getattr(args, k))
+        for k in keys
+        if getattr(args, k, None) is not None
+    }
+    return load_settings(flags=flags, serving=args.command == "serve")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = settings_from(args)
+    try:
+        settings = settings_from(args)
+    except ConfigError as exc:
+        print(f"droptv-live: {exc}", file=sys.stderr)
+        return 2
     setup_logging(settings.log_level, settings.log_format)
+    for line in unknown_env():
+        log.warning("%s", line)
+    try:
+        return _run(args, settings)
+    except OperatorError as exc:
+        print(f"droptv-live: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "token":
         print(mint_bearer(settings.jwt_secret, args.user, admin=args.admin, ttl=args.ttl))
         return 0

@@ -2,13 +2,16 @@
 
 `run_serve` owns what outlives the application: an embedded PostgreSQL when no
 DATABASE_URL is given (stopped on exit, also after SIGTERM/Ctrl-C), and the
-uvloop event loop the aiohttp app runs on.
+uvloop event loop the aiohttp app runs on. It checks first what would make
+it fail later (the port, then the database), so a mistake costs one line and
+no PostgreSQL start; failures leave as `OperatorError` (one line, exit 1).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import logging
 import signal
 import threading
@@ -18,12 +21,13 @@ from datetime import UTC, datetime
 import uvloop
 
 from server.config import Settings
+from server.preflight import OperatorError, check_port_free, listen_error
 from server.routes.ingest import demo_key_banner
 from server.serving import run_instance
 from server.workers import run_workers
 from store.demo import load_demo
-from store.embedded import EmbeddedPostgres, EmbeddedValkey
-from store.pg import create_pool, migrate
+from store.embedded import EmbeddedError, EmbeddedPostgres, EmbeddedValkey
+from store.pg import DatabaseUnreachable, create_pool, migrate, wait_reachable
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +38,7 @@ def database(settings: Settings) -> Iterator[Settings]:
     if settings.database_url:
         yield settings
         return
-    pg = EmbeddedPostgres(settings.data_dir / "pgdata").start()
+    pg = _start_postgres(EmbeddedPostgres(settings.data_dir / "pgdata"))
     log.info("embedded PostgreSQL on %s (data in %s)", pg.url, pg.data_dir)
     try:
         yield dataclasses.replace(settings, database_url=pg.url)
@@ -43,11 +47,21 @@ def database(settings: Settings) -> Iterator[Settings]:
         pg.stop()
 
 
+def _start_postgres(pg: EmbeddedPostgres) -> EmbeddedPostgres:
+    try:
+        return pg.start()
+    except EmbeddedError as exc:
+        raise OperatorError(f"embedded PostgreSQL: {exc}") from None
+
+
 async def prepare(settings: Settings, *, demo: bool) -> None:
-    """Migrate, then load the demo world if the database has no creators yet."""
+    """Wait for the database (bounded), migrate (store.pg logs each migration), load the demo."""
     assert settings.database_url
-    for name in await migrate(settings.database_url):
-        log.info("migrated: %s", name)
+    try:
+        await wait_reachable(settings.database_url, settings.database_wait)
+    except DatabaseUnreachable as exc:
+        raise OperatorError(str(exc)) from None
+    await migrate(settings.database_url)
     if demo:
         pool = await create_pool(settings.database_url, min_size=1, max_size=2)
         try:
@@ -82,11 +96,17 @@ def run_seed(settings: Settings, *, force: bool) -> int:
 
 
 def run_serve(settings: Settings, *, demo: bool = True) -> int:
+    check_port_free(settings.host, settings.port)  # before PostgreSQL starts
     with database(settings) as s:
         uvloop.run(prepare(s, demo=demo))
         if s.workers > 1:
             return run_workers(s)
-        run_instance(s)
+        try:
+            run_instance(s)
+        except OSError as exc:
+            if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+                raise
+            raise listen_error(s.host, s.port, exc) from None  # taken since the check
     return 0
 
 
@@ -94,7 +114,9 @@ def run_backends(settings: Settings, *, pg_port: int, redis_port: int) -> int:
     """Embedded PostgreSQL (migrated, demo world on first start) and Valkey until SIGINT/SIGTERM."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    pg = EmbeddedPostgres(settings.data_dir / "pgdata", port=pg_port).start()
+    for port in (pg_port, redis_port):
+        check_port_free("127.0.0.1", port)
+    pg = _start_postgres(EmbeddedPostgres(settings.data_dir / "pgdata", port=pg_port))
     try:
         valkey = EmbeddedValkey(port=redis_port).start()
         try:

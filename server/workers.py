@@ -10,16 +10,22 @@ The supervisor forwards SIGTERM/SIGINT to the workers (each drains: sockets
 closed with 1012), waits for them, and restarts a worker that dies on its own,
 with a capped back-off that grows while it keeps crashing (reset after
 STABLE_AFTER seconds up), so a crash costs one worker's sockets, not the port.
+A crash loop ends it: CRASH_LIMIT crashes within CRASH_WINDOW seconds, none
+after a stable run, stop every worker and exit 1 with the reason; so does a
+worker that cannot listen (exit EXIT_CANNOT_LISTEN), since a restart cannot fix that.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import multiprocessing as mp
 import signal
+import sys
 import time
 import uuid
+from collections import deque
 from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Final
@@ -27,6 +33,7 @@ from typing import Final
 from protocol.backoff import Backoff
 from server.config import Settings
 from server.logs import setup_logging
+from server.preflight import EXIT_CANNOT_LISTEN, OperatorError, listen_error
 from server.serving import run_instance
 from store.embedded import EmbeddedValkey
 
@@ -36,11 +43,20 @@ RESTART_BACKOFF_MAX: Final = 10.0
 # A worker that stayed up this long is healthy again: its next crash waits the shortest delay.
 STABLE_AFTER: Final = 30.0
 STOP_TIMEOUT: Final = 20.0
+# This many crashes within CRASH_WINDOW seconds, with no stable run among them: a crash loop.
+CRASH_LIMIT: Final = 5
+CRASH_WINDOW: Final = 60.0
 
 
 def _worker_main(settings: Settings) -> None:
     setup_logging(settings.log_level, settings.log_format)
-    run_instance(settings, reuse_port=True)
+    try:
+        run_instance(settings, reuse_port=True)
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        print(f"droptv-live: {listen_error(settings.host, settings.port, exc)}", file=sys.stderr)
+        sys.exit(EXIT_CANNOT_LISTEN)
 
 
 class Supervisor:
@@ -52,6 +68,7 @@ class Supervisor:
         self.procs: dict[int, BaseProcess] = {}
         self.backoff: dict[int, Backoff] = {}
         self.started: dict[int, float] = {}
+        self.crashes: deque[float] = deque()
         self.stopping = False
 
     def _spawn(self, slot: int) -> None:
@@ -83,6 +100,10 @@ class Supervisor:
                     if time.monotonic() - self.started[slot] >= STABLE_AFTER:
                         backoff.reset()
                     continue
+                failure = self._judge(slot, proc.exitcode)
+                if failure is not None:
+                    self._stop_all()
+                    raise OperatorError(failure)
                 delay = backoff.next()
                 log.error(
                     "worker %d exited with %s; restarting in %.1fs", slot, proc.exitcode, delay
@@ -92,6 +113,24 @@ class Supervisor:
                     self._spawn(slot)
             time.sleep(0.2)
         return self._stop_all()
+
+    def _judge(self, slot: int, code: int | None) -> str | None:
+        """Why to give up after this exit, or None to restart the worker."""
+        host, port = self.settings.host, self.settings.port
+        if code == EXIT_CANNOT_LISTEN:
+            return f"worker {slot} cannot listen on {host}:{port}; stopping all workers"
+        now = time.monotonic()
+        if now - self.started[slot] >= STABLE_AFTER:
+            self.crashes.clear()  # it had a stable run: earlier crashes are history
+        self.crashes.append(now)
+        while self.crashes and now - self.crashes[0] > CRASH_WINDOW:
+            self.crashes.popleft()
+        if len(self.crashes) < CRASH_LIMIT:
+            return None
+        return (
+            f"workers crashed {len(self.crashes)} times within {CRASH_WINDOW:g}s without a "
+            f"stable run (last: worker {slot} exited with {code}); giving up"
+        )
 
     def _stop_all(self) -> int:
         for proc in self.procs.values():

@@ -3,31 +3,53 @@
 They exist so that `make serve`, the tests and the benchmarks need nothing but
 Python: each starts a real server on a free loopback port and stops it again.
 Stopping is graceful first (SIGTERM, then wait) and falls back to SIGKILL.
+
+A data directory already in use is told apart: by a running droptv-live
+(refused, naming it), by an embedded PostgreSQL of ours whose droptv-live is
+gone (`kill -9` of `serve`: stopped, then started again as ours; adopting it
+would leave a server we have no handle, log or shutdown for), or by some other
+PostgreSQL (refused). As root, store.embedded_home finds PostgreSQL a place it
+can reach.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
+import logging
 import os
-import pwd
 import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Self
 
-PG_SYSTEM_USER: Final = "embedded_postgres"
+from store.embedded_home import (
+    EmbeddedError,
+    PgUser,
+    collect_garbage,
+    own_command,
+    popen_kwargs,
+    postmaster,
+    private_install,
+    process_start,
+    reachable,
+    relocated_data,
+    stop_pid,
+    system_user,
+)
+
+log = logging.getLogger(__name__)
+
 PG_USER: Final = "postgres"
 START_TIMEOUT: Final = 30.0
+OWNER_FILE: Final = "droptv-owner.json"  # in the data dir: which process started its server
 
-
-class EmbeddedError(RuntimeError):
-    """A local server could not be found or started."""
+__all__ = ["EmbeddedError", "EmbeddedPostgres", "EmbeddedValkey", "free_port"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -37,11 +59,29 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+def _last_line(path: Path | None) -> str:
+    if path is None:
+        return ""
+    with contextlib.suppress(OSError):
+        lines = [x for x in path.read_text(errors="replace").splitlines() if x.strip()]
+        if lines:
+            return f": {lines[-1].strip()} (log: {path})"
+    return ""
+
+
+def _wait_port(
+    host: str,
+    port: int,
+    proc: subprocess.Popen[bytes],
+    timeout: float,
+    log_path: Path | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise EmbeddedError(f"server exited with {proc.returncode} before listening")
+            raise EmbeddedError(
+                f"server exited with {proc.returncode} before listening{_last_line(log_path)}"
+            )
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
             return
         time.sleep(0.05)
@@ -77,48 +117,11 @@ def _pg_bin_dir() -> Path:
     return Path(found).parent
 
 
-def _as_user() -> str | None:
-    """PostgreSQL refuses to run as root: run it as an unprivileged system user then."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        pwd.getpwnam(PG_SYSTEM_USER)
-    except KeyError:
-        subprocess.run(
-            [
-                "useradd",
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                PG_SYSTEM_USER,
-            ],
-            check=True,
-        )
-    return PG_SYSTEM_USER
-
-
-def _as_kwargs(user: str | None) -> dict[str, object]:
-    """Drop root's group too: with gid 0 the group bits of root-owned parents would apply."""
-    if user is None:
-        return {}
-    return {"user": user, "group": user, "extra_groups": [], "cwd": "/"}
-
-
-def _chown_tree(path: Path, user: str) -> None:
-    entry = pwd.getpwnam(user)
+def _chown_tree(path: Path, user: PgUser) -> None:
     for root, dirs, files in os.walk(path):
-        os.chown(root, entry.pw_uid, entry.pw_gid)
+        os.chown(root, user.uid, user.gid)
         for name in dirs + files:
-            os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
-
-
-def _open_path_to(path: Path) -> None:
-    """Let the unprivileged server user traverse every parent of its data directory."""
-    for parent in list(path.parents)[::-1]:
-        mode = parent.stat().st_mode
-        if not mode & 0o001:
-            parent.chmod(mode | 0o001)
+            os.chown(os.path.join(root, name), user.uid, user.gid, follow_symlinks=False)
 
 
 @dataclass
@@ -134,26 +137,39 @@ class EmbeddedPostgres:
     port: int = 0
     fsync: bool = True
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    # Beside the data dir as it was asked for (`.droptv/pgdata.log`), also when that is a link.
+    log_path: Path | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         return f"postgresql://{PG_USER}@127.0.0.1:{self.port}/postgres"
 
-    def start(self) -> Self:
+    def _place(self, user: PgUser | None) -> Path:
+        """Settle data_dir and log_path; return the bin dir. As root, only what its user reaches."""
         bin_dir = _pg_bin_dir()
-        user = _as_user()
-        self.data_dir = self.data_dir.resolve()
+        asked = self.data_dir.parent.resolve() / self.data_dir.name
+        if self.log_path is None:
+            self.log_path = asked.parent / f"{asked.name}.log"
+        self.data_dir = asked.resolve()
+        if user is not None:
+            collect_garbage(user)
+            if not reachable(bin_dir, user):
+                bin_dir = private_install(bin_dir, user)
+            if not reachable(self.data_dir, user):
+                self.data_dir = relocated_data(asked, user)
+                log.info("PostgreSQL data for %s lives in %s (%s)", asked, self.data_dir, user.name)
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        if user:
-            _open_path_to(self.data_dir)
-            if bin_dir.is_relative_to(Path(tempfile.gettempdir())) is False:
-                _open_path_to(bin_dir)
+        return bin_dir
+
+    def start(self) -> Self:
+        user = system_user()
+        bin_dir = self._place(user)
         if not (self.data_dir / "PG_VERSION").exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self.data_dir.chmod(0o700)
             if user:
                 _chown_tree(self.data_dir, user)
-            subprocess.run(
+            initdb = subprocess.run(
                 [
                     str(bin_dir / "initdb"),
                     "-D",
@@ -164,16 +180,20 @@ class EmbeddedPostgres:
                     "--encoding=UTF8",
                     "--no-sync",
                 ],
-                check=True,
+                check=False,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-                **_as_kwargs(user),  # type: ignore[call-overload]
+                **popen_kwargs(user),  # type: ignore[call-overload]
             )
+            if initdb.returncode != 0:
+                said = initdb.stderr.decode(errors="replace").strip().splitlines() or ["?"]
+                raise EmbeddedError(f"initdb exited with {initdb.returncode}: {said[-1]}")
         elif user:
             _chown_tree(self.data_dir, user)
         stale = self.data_dir / "postmaster.pid"
         if stale.exists():
             self._clear_stale_pid(stale)
+        self._claim()
         if not self.port:
             self.port = free_port()
         args = [
@@ -201,15 +221,16 @@ class EmbeddedPostgres:
             "-c",
             "log_min_messages=warning",
         ]
-        with open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab") as log:
+        assert self.log_path is not None
+        with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
                 args,
-                stdout=log,
-                stderr=log,
+                stdout=out,
+                stderr=out,
                 start_new_session=True,
-                **_as_kwargs(user),  # type: ignore[call-overload]
+                **popen_kwargs(user),  # type: ignore[call-overload]
             )
-        _wait_port("127.0.0.1", self.port, self.proc, START_TIMEOUT)
+        _wait_port("127.0.0.1", self.port, self.proc, START_TIMEOUT, self.log_path)
         self._wait_ready(bin_dir)
         return self
 
@@ -234,6 +255,44 @@ class EmbeddedPostgres:
                 return
             time.sleep(0.1)
         raise EmbeddedError("PostgreSQL did not become ready")
+
+    def _claim(self) -> None:
+        """Refuse a data dir in use; stop an orphan of ours; then record us as its owner."""
+        running = postmaster(self.data_dir)
+        if running is not None:
+            pid, port = running
+            owner = self._owner()
+            if owner is None:
+                raise EmbeddedError(
+                    f"{self.data_dir} is in use by another PostgreSQL (pid {pid}, port {port}); "
+                    "stop it, or pass another --data-dir"
+                )
+            owner_pid, owner_start, owner_cmd = owner
+            if process_start(owner_pid) == owner_start:
+                raise EmbeddedError(
+                    f"{self.data_dir} is in use by the PostgreSQL (pid {pid}, port {port}) of "
+                    f"a running `{owner_cmd}` (pid {owner_pid}); stop that, pass another "
+                    f"--data-dir, or share its database with --database-url "
+                    f"postgresql://{PG_USER}@127.0.0.1:{port}/postgres"
+                )
+            log.warning(
+                "stopping the embedded PostgreSQL (pid %d, port %d) that `%s` (pid %d) left "
+                "running when it died; starting it again as ours",
+                pid,
+                port,
+                owner_cmd,
+                owner_pid,
+            )
+            stop_pid(pid, START_TIMEOUT)
+        me = {"pid": os.getpid(), "start": process_start(os.getpid()), "cmd": own_command()}
+        (self.data_dir / OWNER_FILE).write_text(json.dumps(me))
+
+    def _owner(self) -> tuple[int, int | None, str] | None:
+        try:
+            raw = json.loads((self.data_dir / OWNER_FILE).read_text())
+            return int(raw["pid"]), raw.get("start"), str(raw.get("cmd", "droptv-live"))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     @staticmethod
     def _clear_stale_pid(pidfile: Path) -> None:

@@ -7,12 +7,17 @@ instances starting at once apply each migration exactly once.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from importlib import resources
 from typing import Final
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
+
+from protocol.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +28,61 @@ MIGRATION_LOCK: Final = 0x64726F70  # "drop": the advisory lock key held while m
 CONNECT_TIMEOUT: Final = 5.0
 COMMAND_TIMEOUT: Final = 5.0
 STATEMENT_TIMEOUT_MS: Final = 10_000
+
+
+class DatabaseUnreachable(RuntimeError):
+    """The database refused us at start-up; the message names host:port and the reason."""
+
+
+def where(dsn: str) -> str:
+    """host:port/dbname of a DSN, without user or password, for messages."""
+    parts = urlsplit(dsn)
+    query = parse_qs(parts.query)
+    host = parts.hostname or query.get("host", ["localhost"])[0]
+    try:
+        port = parts.port or int(query.get("port", ["5432"])[0])
+    except ValueError:
+        port = 5432
+    return f"{host}:{port}{parts.path or '/postgres'}"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "no answer (timed out)"
+    return str(exc) or type(exc).__name__
+
+
+async def wait_reachable(dsn: str, timeout: float) -> None:
+    """Connect once, retrying with back-off for up to `timeout` seconds while nothing answers.
+
+    A server that answers but refuses us (wrong password, no such database) fails at once:
+    waiting does not fix that.
+    """
+    deadline = time.monotonic() + timeout
+    backoff = Backoff(0.25, 2.0)
+    attempts = 0
+    while True:
+        attempts += 1
+        left = deadline - time.monotonic()
+        try:
+            conn = await asyncpg.connect(dsn, timeout=max(0.5, min(CONNECT_TIMEOUT, left)))
+        except (OSError, TimeoutError, asyncpg.CannotConnectNowError) as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DatabaseUnreachable(
+                    f"database {where(dsn)} unreachable for {timeout:g}s ({attempts} attempts): "
+                    f"{_reason(exc)}; check DATABASE_URL / --database-url and that PostgreSQL runs"
+                ) from None
+            if attempts == 1:
+                log.warning("database %s: %s; retrying for %.0fs", where(dsn), _reason(exc), left)
+            await asyncio.sleep(min(backoff.next(), left))
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+            raise DatabaseUnreachable(f"database {where(dsn)}: {exc}") from None
+        else:
+            await conn.close()
+            return
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
