@@ -96,7 +96,7 @@ class Settings:
     pg_pool_max: Count = 20
     log_level: LogLevel = "INFO"
     # "text" (human lines) or "json" (one JSON object per line, request id on request lines).
-    log_format: str = "text"
+    log_format: Literal["text", "json"] = "text"
     # Bearer token /metrics requires; empty: /metrics answers loopback clients only.
     metrics_token: str = ""
     # Browser origins allowed to call the REST API and open websockets (CORS), as a comma
