@@ -31,8 +31,8 @@ SEED_ENDPOINTS = [
     ("post", "/analytics/live/session/end"),
     ("post", "/analytics/live/events"),
 ]
-# Routes that are not JSON request/response endpoints (websocket upgrade, metrics text, the doc itself).
-UNDOCUMENTED = re.compile(r"(/ws$|^/metrics$|^/openapi\.json$|^/healthz$)")
+# Routes that are not JSON API endpoints (websocket upgrade, metrics text, the doc itself, probes).
+UNDOCUMENTED = re.compile(r"(/ws$|^/metrics$|^/openapi\.json$|^/healthz$|^/readyz$)")
 # Pages, assets, /asyncapi.json and the media-server hooks, which speak nginx-rtmp's, SRS's and
 # MediaMTX's own request shapes (README: Go-live from the encoder), are not our JSON REST API.
 UNDOCUMENTED_WEB = re.compile(r"^/(client|watch|docs|static|hooks)(/|$)|^/asyncapi\.json$")
