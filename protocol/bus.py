@@ -26,6 +26,7 @@ from typing import Final
 import msgspec
 
 from protocol.epg import Program
+from protocol.values import SessionCloseReason, SessionEndState
 
 __all__ = ["Envelope", "EpgEvent", "Kind", "SessionEvent", "pack", "unpack"]
 
@@ -61,8 +62,8 @@ class EpgEvent(msgspec.Struct, kw_only=True, frozen=True):
 class SessionEvent(msgspec.Struct, kw_only=True, frozen=True):
     """`keep`: the socket (conn id) that replaced the session's others, which must stay open."""
 
-    state: str
-    reason: str
+    state: SessionEndState
+    reason: SessionCloseReason
     keep: str | None = None
 
 

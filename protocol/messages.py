@@ -39,7 +39,10 @@ from protocol.limits import INT64_MAX, FiniteNonNegative, NonNegative
 from protocol.values import (
     LatencyMode,
     Quality,
+    SessionCloseReason,
+    SessionEndState,
     StreamHealth,
+    TokenReason,
 )
 
 __all__ = [
@@ -178,7 +181,7 @@ class Token(_Server, tag="token", kw_only=True, frozen=True):
     token_expires_at: datetime
     stream_url: str
     quality: str
-    reason: str  # one of protocol.values.TokenReason
+    reason: TokenReason
 
 
 class SessionState(_Server, tag="session", kw_only=True, frozen=True):
@@ -190,8 +193,8 @@ class SessionState(_Server, tag="session", kw_only=True, frozen=True):
     """
 
     session_id: str
-    state: str  # one of protocol.values.SessionEndState
-    reason: str  # one of protocol.values.SessionCloseReason
+    state: SessionEndState
+    reason: SessionCloseReason
 
 
 class Error(_Server, tag="error", kw_only=True, frozen=True):

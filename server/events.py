@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from protocol.values import SessionEndReason
+
 
 class ChannelEvents(Protocol):
     async def viewers_changed(self, channel_id: str) -> None: ...
@@ -17,7 +19,9 @@ class ChannelEvents(Protocol):
 
     async def schedule_changed(self, channel_id: str) -> None: ...
 
-    async def session_ended(self, channel_id: str, session_id: str, reason: str) -> None: ...
+    async def session_ended(
+        self, channel_id: str, session_id: str, reason: SessionEndReason
+    ) -> None: ...
 
     async def session_quality_changed(self, channel_id: str, session_id: str) -> None: ...
 
@@ -36,7 +40,9 @@ class NoEvents:
     async def schedule_changed(self, channel_id: str) -> None:
         return None
 
-    async def session_ended(self, channel_id: str, session_id: str, reason: str) -> None:
+    async def session_ended(
+        self, channel_id: str, session_id: str, reason: SessionEndReason
+    ) -> None:
         return None
 
     async def session_quality_changed(self, channel_id: str, session_id: str) -> None:

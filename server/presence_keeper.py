@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Final
 
 from protocol.backoff import Backoff
+from protocol.values import SessionCloseReason, SessionEndState
 from server.conn import Conn
 from server.hub import Hub
 from server.timers import stop_if_cancelled
@@ -48,7 +49,7 @@ class PresenceKeeper:
         hub: Hub,
         presence: Presence,
         ledger: SocketLedger,
-        end: Callable[[Conn, str, str], None],
+        end: Callable[[Conn, SessionEndState, SessionCloseReason], None],
         *,
         instance_id: str,
         ttl: float,

@@ -30,6 +30,7 @@ import asyncpg
 
 from protocol.bus import Kind, SessionEvent
 from protocol.errors import CloseCode
+from protocol.values import SessionEndReason
 from server.cache import ChannelCache
 from server.channel_state import ChannelStates
 from server.config import Settings
@@ -314,7 +315,9 @@ class Realtime:
         await self._guard(self.origin.epg(channel_id, force=True), "schedule_changed", channel_id)
         self.duties.schedule_changed(channel_id)
 
-    async def session_ended(self, channel_id: str, session_id: str, reason: str) -> None:
+    async def session_ended(
+        self, channel_id: str, session_id: str, reason: SessionEndReason
+    ) -> None:
         conn = self.hub.sessions.get(session_id)
         if conn is not None:
             self.ops.end(conn, "ended", reason)

@@ -34,6 +34,7 @@ from protocol.messages import (
     viewer_numbers,
 )
 from protocol.urls import stream_url
+from protocol.values import SessionCloseReason, SessionEndState, TokenReason
 from server.channel_state import ChannelState, ChannelStates, epg_for
 from server.config import Settings
 from server.conn import Conn
@@ -143,7 +144,7 @@ class SessionOps:
             quality=conn.quality,
         )
 
-    def send_token(self, conn: Conn, reason: str) -> bool:
+    def send_token(self, conn: Conn, reason: TokenReason) -> bool:
         """Write a `token` message; False (nothing sent) while the channel is offline."""
         info = self.token_info(conn)
         if info is None:
@@ -179,7 +180,7 @@ class SessionOps:
 
     # --- ending and errors ---------------------------------------------------------------
 
-    def end(self, conn: Conn, state: str, reason: str) -> None:
+    def end(self, conn: Conn, state: SessionEndState, reason: SessionCloseReason) -> None:
         """Tell the socket its session is over (`session`), then close it with 4009."""
         if conn.closing:
             return
