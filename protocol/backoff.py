@@ -21,9 +21,9 @@ class Backoff:
     __slots__ = ("_rng", "_step", "attempts", "base", "cap")
 
     def __init__(self, base: float, cap: float, *, rng: random.Random | None = None) -> None:
-        if not 0 < base <= cap:
-            raise ValueError(f"need 0 < base <= cap, got base={base} cap={cap}")
-        self.base = base
+        if not (base > 0 and cap > 0):
+            raise ValueError(f"need base > 0 and cap > 0, got base={base} cap={cap}")
+        self.base = min(base, cap)  # a base past the cap waits the cap every time
         self.cap = cap
         self.attempts = 0
         self._step = 0.0

@@ -138,7 +138,7 @@ class PresenceKeeper:
 
     async def run(self) -> None:
         """Until cancelled: a round every session_ttl/3; failures back off (capped)."""
-        backoff = Backoff(self.period, _BACKOFF_MAX)
+        backoff = Backoff(min(self.period, _BACKOFF_MAX), _BACKOFF_MAX)
         while True:
             stop_if_cancelled()
             try:
