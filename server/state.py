@@ -19,7 +19,17 @@ from server.signing import StreamSigner
 from store.heartbeats import HeartbeatBatcher
 from store.presence import Presence
 
-__all__ = ["BEATS", "CACHE", "EVENTS", "POOL", "PRESENCE", "REALTIME", "SETTINGS", "SIGNER"]
+__all__ = [
+    "BEATS",
+    "CACHE",
+    "EVENTS",
+    "POOL",
+    "PRESENCE",
+    "REALTIME",
+    "SETTINGS",
+    "SIGNER",
+    "SNDBUF_CAPPED",
+]
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 POOL: Final = web.AppKey("pool", asyncpg.Pool)
@@ -32,3 +42,5 @@ BEATS: Final = web.AppKey("beats", HeartbeatBatcher)
 # Who is watching now (store.presence): this instance's shares, REST pollers, counts.
 PRESENCE: Final = web.AppKey("presence", Presence)
 REALTIME: Final = web.AppKey("realtime", Realtime)
+# Set by server.serving when its listening socket caps SO_SNDBUF for every accepted socket.
+SNDBUF_CAPPED: Final = web.AppKey("sndbuf_capped", bool)

@@ -48,7 +48,7 @@ from server.auth import bearer_from, verify_bearer
 from server.conn import Conn
 from server.cors import check_websocket_origin
 from server.realtime import Realtime
-from server.state import REALTIME
+from server.state import REALTIME, SNDBUF_CAPPED
 from store.sockets import Claim
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,8 @@ async def admit(
     if rt.hub.draining or transport is None:
         await ws.close(code=CloseCode.DRAINING, message=b"instance draining")
         return None
-    _bound_kernel_buffer(transport, rt.settings.ws_soft_limit)
+    if not request.app.get(SNDBUF_CAPPED, False):
+        _bound_kernel_buffer(transport, rt.settings.ws_soft_limit)
     try:
         claim = await authenticate(request, rt)
     except Refused as refused:
