@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol
@@ -175,7 +176,12 @@ class _Link:
             except Exception as err:  # noqa: BLE001 - any failure means: reconnect
                 failures += 1
                 if failures == 1 or failures % 20 == 0:
-                    log.warning("bus link %s down (%r); reconnecting", self.node, err)
+                    log.warning(
+                        "bus link %s to %s down (%r); reconnecting",
+                        self.node,
+                        re.sub(r"//[^@/]*@", "//***@", self.bus.url),
+                        err,
+                    )
             finally:
                 self._conn = None
                 self._resync = None
