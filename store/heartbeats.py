@@ -16,7 +16,13 @@ import asyncpg
 import msgspec
 
 from store.errors import StoreUnavailable, edge
-from store.sessions import SESSION_COLUMNS, WatchSession, session_columns, session_row
+from store.sessions import (
+    SESSION_COLUMNS,
+    WatchSession,
+    batch_columns,
+    session_columns,
+    session_row,
+)
 
 __all__ = ["Beat", "BeatRequest", "HeartbeatBatcher", "beat_session", "beat_sessions"]
 
@@ -70,14 +76,8 @@ async def beat_sessions(pool: asyncpg.Pool, requests: Sequence[BeatRequest]) -> 
     so concurrent heartbeats of one session (other batches, other instances)
     each get the count the other told. Raises ValueError on a repeated session id.
     """
-    if len({r.session_id for r in requests}) != len(requests):
-        raise ValueError("one heartbeat per session per statement")
     records = await pool.fetch(
-        _BEAT_SQL,
-        [r.session_id for r in requests],
-        [r.user_id for r in requests],
-        [r.creator_id for r in requests],
-        [r.watching_now for r in requests],
+        _BEAT_SQL, *batch_columns(requests, "heartbeat"), [r.watching_now for r in requests]
     )
     return {
         record["session_id"]: Beat(

@@ -28,8 +28,9 @@ themselves, batched, are store.heartbeats.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Final
+from typing import Final, Protocol
 
 import asyncpg
 import msgspec
@@ -41,7 +42,9 @@ __all__ = [
     "HELD_SQL",
     "SESSION_COLUMNS",
     "ConcurrentLimitReached",
+    "SessionRequest",
     "WatchSession",
+    "batch_columns",
     "create_session",
     "end_session",
     "get_session",
@@ -111,6 +114,33 @@ _FIELDS: Final = tuple(WatchSession.__struct_fields__)
 
 def session_row(record: asyncpg.Record) -> WatchSession:
     return WatchSession(**{name: record[name] for name in _FIELDS})
+
+
+class SessionRequest(Protocol):
+    """One row of a batch statement about one session (a heartbeat, a socket claim)."""
+
+    @property
+    def session_id(self) -> str: ...
+    @property
+    def user_id(self) -> str | None: ...
+    @property
+    def creator_id(self) -> str: ...
+
+
+def batch_columns(
+    requests: Sequence[SessionRequest], what: str
+) -> tuple[list[str], list[str | None], list[str]]:
+    """The unnest() columns (session, user, creator) of a one-row-per-session statement.
+
+    Raises ValueError on a repeated session: each row locks its session once.
+    """
+    if len({r.session_id for r in requests}) != len(requests):
+        raise ValueError(f"one {what} per session per statement")
+    return (
+        [r.session_id for r in requests],
+        [r.user_id for r in requests],
+        [r.creator_id for r in requests],
+    )
 
 
 def new_session_id() -> str:

@@ -27,7 +27,13 @@ import asyncpg
 import msgspec
 
 from store.errors import StoreUnavailable, edge
-from store.sessions import SESSION_COLUMNS, WatchSession, session_columns, session_row
+from store.sessions import (
+    SESSION_COLUMNS,
+    WatchSession,
+    batch_columns,
+    session_columns,
+    session_row,
+)
 
 __all__ = ["Claim", "ClaimRequest", "SocketLedger", "claim_sessions"]
 
@@ -87,15 +93,7 @@ async def claim_sessions(
     and live; refused rows are returned too, so the caller can tell why
     without a second query. Nobody else's session is ever changed.
     """
-    if len({r.session_id for r in requests}) != len(requests):
-        raise ValueError("one claim per session per statement")
-    records = await pool.fetch(
-        _CLAIM_SQL,
-        [r.session_id for r in requests],
-        [r.user_id for r in requests],
-        [r.creator_id for r in requests],
-        instance_id,
-    )
+    records = await pool.fetch(_CLAIM_SQL, *batch_columns(requests, "claim"), instance_id)
     return {
         r["session_id"]: Claim(
             session=session_row(r), touched=bool(r["touched"]), held_by=r["held_by"]
