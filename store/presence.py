@@ -72,10 +72,18 @@ class Presence(Protocol):
         ...
 
     async def poll(
-        self, channel: str, session_id: str, device: str, *, socket_instance: str | None
-    ) -> None:
+        self,
+        channel: str,
+        session_id: str,
+        device: str,
+        *,
+        socket_instance: str | None,
+        ttl: float,
+    ) -> bool:
         """A REST sign of life: count the session as a poller now, unless its socket
-        (`socket_instance`) lives on an instance that still has a share of the channel."""
+        (`socket_instance`) lives on an instance that still has a share of the channel.
+        True when this made it count again (it was not a poller seen within `ttl`), so
+        the caller knows the channel's count rose."""
         ...
 
     async def unpoll(self, channel: str, session_id: str) -> None:
@@ -127,15 +135,23 @@ class LocalPresence:
         self._get(channel).shares.pop(instance_id, None)
 
     async def poll(
-        self, channel: str, session_id: str, device: str, *, socket_instance: str | None
-    ) -> None:
+        self,
+        channel: str,
+        session_id: str,
+        device: str,
+        *,
+        socket_instance: str | None,
+        ttl: float,
+    ) -> bool:
         state = self._get(channel)
         now = time.monotonic()
-        if session_id not in state.pollers and socket_instance is not None:
+        seen = state.pollers.get(session_id)
+        if seen is None and socket_instance is not None:
             share = state.shares.get(socket_instance)
             if share is not None and share[0] > now:
-                return
+                return False
         state.pollers[session_id] = (now, device)
+        return seen is None or seen[0] <= now - ttl
 
     async def unpoll(self, channel: str, session_id: str) -> None:
         self._get(channel).pollers.pop(session_id, None)

@@ -8,12 +8,14 @@ instance shares:
     pollers  ZSET  per device: session -> last sign of life (ms)
 
 `counts` first removes expired shares and pollers (O(expired), amortized),
-then sums the live shares (O(instances)) and the pollers' set sizes. Every
-Redis failure surfaces as `StoreUnavailable`.
+then sums the live shares (O(instances)) and the pollers' set sizes. The
+heartbeats of one channel that arrive in the same loop turn share one `poll`
+call. Every Redis failure surfaces as `StoreUnavailable`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -57,22 +59,38 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 return 1
 """
 
-# KEYS: shares, pollers per device...; ARGV: session, device index (1-based), socket instance
-# or '', key ttl ms
+# KEYS: shares, pollers per device...; ARGV: key ttl ms, poller ttl ms, then per heartbeat
+# (session, device index 1-based, socket instance or ''). Returns per heartbeat 1 when the
+# session counts again (it was no poller seen within the ttl), else 0.
 _POLL_LUA: Final = (
     _NOW
     + """
-local k = KEYS[1 + tonumber(ARGV[2])]
-if (not redis.call('ZSCORE', k, ARGV[1])) and ARGV[3] ~= '' then
-  local expires = redis.call('ZSCORE', KEYS[1], ARGV[3])
-  if expires and tonumber(expires) > now then return 0 end
+local out = {}
+for j = 3, #ARGV, 3 do
+  local session, k = ARGV[j], KEYS[1 + tonumber(ARGV[j + 1])]
+  local seen = redis.call('ZSCORE', k, session)
+  local held = false
+  if (not seen) and ARGV[j + 2] ~= '' then
+    local expires = redis.call('ZSCORE', KEYS[1], ARGV[j + 2])
+    held = expires and tonumber(expires) > now
+  end
+  if held then
+    out[#out + 1] = 0
+  else
+    local moved = 0
+    for i = 2, #KEYS do
+      if KEYS[i] ~= k then moved = moved + redis.call('ZREM', KEYS[i], session) end
+    end
+    redis.call('ZADD', k, now, session)
+    redis.call('PEXPIRE', k, ARGV[1])
+    if (not seen and moved == 0) or (seen and tonumber(seen) <= now - tonumber(ARGV[2])) then
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = 0
+    end
+  end
 end
-for i = 2, #KEYS do
-  if KEYS[i] ~= k then redis.call('ZREM', KEYS[i], ARGV[1]) end
-end
-redis.call('ZADD', k, now, ARGV[1])
-redis.call('PEXPIRE', k, ARGV[4])
-return 1
+return out
 """
 )
 
@@ -104,6 +122,10 @@ return {shares, polled}
 )
 
 
+# A queued heartbeat: session, device index, socket instance or "", the caller's future.
+_Poll = tuple[str, int, str, "asyncio.Future[bool]"]
+
+
 def _encode(by_device: Mapping[str, int]) -> str:
     return ",".join(str(int(by_device.get(device, 0))) for device in DEVICE_TYPES)
 
@@ -127,6 +149,9 @@ class RedisPresence:
         self._poll = redis.register_script(_POLL_LUA)
         self._unpoll = redis.register_script(_UNPOLL_LUA)
         self._counts = redis.register_script(_COUNTS_LUA)
+        # Heartbeats waiting for this loop turn's poll call, per (channel, ttl).
+        self._polls: dict[tuple[str, float], list[_Poll]] = {}
+        self._poll_tasks: set[asyncio.Task[None]] = set()
 
     def _pollers(self, channel: str) -> list[str]:
         return [self._keys.pollers(channel, device) for device in DEVICE_TYPES]
@@ -172,18 +197,48 @@ class RedisPresence:
         )
 
     async def poll(
-        self, channel: str, session_id: str, device: str, *, socket_instance: str | None
-    ) -> None:
-        await self._run(
-            self._poll,
-            [self._keys.shares(channel), *self._pollers(channel)],
-            [
-                session_id,
-                _device_index(device),
-                socket_instance or "",
-                self._keys.poller_key_ttl_ms,
-            ],
-        )
+        self,
+        channel: str,
+        session_id: str,
+        device: str,
+        *,
+        socket_instance: str | None,
+        ttl: float,
+    ) -> bool:
+        """Heartbeats of one channel that arrive in the same loop turn share one Lua call."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        queue = self._polls.setdefault((channel, ttl), [])
+        queue.append((session_id, _device_index(device), socket_instance or "", future))
+        if len(queue) == 1:
+            loop.call_soon(self._send_polls, channel, ttl)
+        return await future
+
+    def _send_polls(self, channel: str, ttl: float) -> None:
+        queue = self._polls.pop((channel, ttl), [])
+        task = asyncio.get_running_loop().create_task(self._run_polls(channel, ttl, queue))
+        self._poll_tasks.add(task)
+        task.add_done_callback(self._poll_tasks.discard)
+
+    async def _run_polls(self, channel: str, ttl: float, queue: list[_Poll]) -> None:
+        args: list[Any] = [self._keys.poller_key_ttl_ms, max(1, int(ttl * 1000))]
+        for session_id, index, holder, _ in queue:
+            args += [session_id, index, holder]
+        try:
+            counted = await self._run(
+                self._poll, [self._keys.shares(channel), *self._pollers(channel)], args
+            )
+        except BaseException as err:
+            failure = err if isinstance(err, Exception) else StoreUnavailable("polls cancelled")
+            for *_, future in queue:
+                if not future.done():
+                    future.set_exception(failure)
+            if not isinstance(err, Exception):
+                raise
+            return
+        for (*_, future), flag in zip(queue, counted, strict=True):
+            if not future.done():
+                future.set_result(bool(int(flag)))
 
     async def unpoll(self, channel: str, session_id: str) -> None:
         await self._run(self._unpoll, self._pollers(channel), [session_id])

@@ -52,11 +52,11 @@ from protocol.values import LatencyMode, Quality, StreamHealth
 from server.auth import Caller, optional_caller, required_caller
 from server.config import Settings
 from server.respond import ok, query_as
-from server.state import POOL, PRESENCE, SETTINGS, SIGNER
+from server.state import CACHE, POOL, SETTINGS, SIGNER
 from store import channels, sessions
 from store.channels import Channel, ChannelSnapshot, Stream
 from store.sessions import WatchSession
-from store.viewers import ViewerCounts, viewer_counts
+from store.viewers import ViewerCounts
 
 log = logging.getLogger(__name__)
 
@@ -207,13 +207,10 @@ async def channel_live(request: web.Request) -> web.Response:
 
 
 async def counts_of(request: web.Request, channel_id: str) -> ViewerCounts:
-    """The channel's counts now: presence (O(instances)) and peaks (two primary keys)."""
-    return await viewer_counts(
-        request.app[PRESENCE],
-        pool_of(request),
-        channel_id,
-        ttl=request.app[SETTINGS].session_ttl,
-    )
+    """The channel's counts: presence (O(instances)) and peaks (two primary keys), through the
+    instance's read cache: at most viewer_interval old, and read afresh after any join, leave
+    or device move handled here (server.cache), so a burst of public GETs costs one read."""
+    return await request.app[CACHE].counts(channel_id)
 
 
 async def live_stream(request: web.Request) -> web.Response:

@@ -112,17 +112,22 @@ async def start_watch(request: web.Request) -> web.Response:
         )
     except sessions.ConcurrentLimitReached:
         raise TooManyRequests(MAX_CONCURRENT) from None
+    # Counted as a REST poller from now; its socket, when it connects, takes over.
+    await request.app[PRESENCE].poll(
+        channel.channel_id,
+        session.session_id,
+        session.device_type,
+        socket_instance=None,
+        ttl=settings.session_ttl,
+    )
     events = request.app[EVENTS]
     for old in swept:
+        await request.app[PRESENCE].unpoll(old.channel_id, old.session_id)
         await notify(events.session_ended(old.channel_id, old.session_id, "timeout"))
         if old.channel_id != channel.channel_id:
             await notify(events.viewers_changed(old.channel_id))
     await notify(events.viewers_changed(channel.channel_id))
 
-    # Counted as a REST poller from now; its socket, when it connects, takes over.
-    await request.app[PRESENCE].poll(
-        channel.channel_id, session.session_id, session.device_type, socket_instance=None
-    )
     counts = await counts_of(request, channel.channel_id)
     await sessions.report_viewers(pool, session.session_id, counts.watching_now)
     now = now_utc()
@@ -201,6 +206,7 @@ async def change_quality(request: web.Request) -> web.Response:
             changed.session_id,
             changed.device_type,
             socket_instance=changed.socket_instance,
+            ttl=settings.session_ttl,
         )
         await notify(events.viewers_changed(changed.channel_id))
     token = await request.app[SIGNER].mint_for(
@@ -283,13 +289,17 @@ async def heartbeat(request: web.Request) -> web.Response:
         raise Forbidden(NOT_YOURS, field="session_id")
     reason = None
     if beat.touched:
-        # A sign of life: a poller counts for another session_ttl (one sorted-set update).
-        await request.app[PRESENCE].poll(
+        # A sign of life: a poller counts for another session_ttl (one sorted-set update);
+        # one that had gone quiet counts again, so the channel's count rose.
+        if await request.app[PRESENCE].poll(
             session.channel_id,
             session.session_id,
             session.device_type,
             socket_instance=session.socket_instance,
-        )
+            ttl=settings.session_ttl,
+        ):
+            await notify(request.app[EVENTS].viewers_changed(session.channel_id))
+            counts = await cache.counts(session.channel_id)
     else:
         if session.ended_at is not None:
             reason = session.end_reason or "ended"
