@@ -269,7 +269,9 @@ async def lifecycle_costs(
 
     async def poll(i: int) -> None:
         g = int(picks[i])
-        await presence.poll(CHANNEL, session_id(g), DEVICE_TYPES[g % 6], socket_instance=None)
+        await presence.poll(
+            CHANNEL, session_id(g), DEVICE_TYPES[g % 6], socket_instance=None, ttl=ttl
+        )
 
     lat, server_us = await timed_redis(clock, poll, reps)
     out["poll"] = {**stats_us(lat), "redis_server_us": server_us}

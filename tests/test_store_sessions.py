@@ -200,7 +200,7 @@ async def test_concurrent_readings_keep_the_highest_peak(demo_db: asyncpg.Pool) 
 async def test_viewer_counts_join_presence_and_peaks(demo_db: asyncpg.Pool) -> None:
     live = presence.LocalPresence()
     await live.share("i1", "ch_101", {"web": 2, "ios": 1}, TTL)
-    await live.poll("ch_101", "s1", "roku", socket_instance=None)
+    await live.poll("ch_101", "s1", "roku", socket_instance=None, ttl=TTL)
     counts = await viewers.viewer_counts(live, demo_db, "ch_101", ttl=TTL)
     assert (counts.watching_now, counts.peak_today, counts.peak_all_time) == (4, 4, 4)
     assert counts.by_device["web"] == 2 and sum(counts.by_device.values()) == 4
