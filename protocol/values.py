@@ -108,7 +108,9 @@ SessionEndState = Literal["ended", "expired", "replaced"]
 TokenReason = Literal["refresh", "quality", "stream", "rotation"]
 
 # Identifiers: short, URL-safe, never empty.
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+# Ids: short and URL-safe; the same rule for bodies, queries, path parameters and sockets.
+ID_PATTERN: Final = r"^[A-Za-z0-9_.\-]{1,64}$"
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=ID_PATTERN)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 TimezoneName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Url = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]

@@ -27,6 +27,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from protocol.codec import encode
 from protocol.errors import ApiError, ErrorEnvelope, ServiceUnavailable
+from protocol.values import ID_PATTERN
 from store.errors import (
     Conflict,
     LimitReached,
@@ -44,7 +45,7 @@ REQUEST_ID_HEADER: Final = "X-Request-Id"
 REQUEST_ID: Final = web.RequestKey("request_id", str)
 RETRY_AFTER: Final = 1
 _SANE_ID: Final = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
-_PATH_ID: Final = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_PATH_ID: Final = re.compile(ID_PATTERN)
 
 # Store error class -> HTTP status; the first matching class wins (subclasses first).
 STATUS_OF: Final[tuple[tuple[type[StoreError], int], ...]] = (

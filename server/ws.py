@@ -37,13 +37,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
+from typing import Final
 from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
 
 from protocol.errors import ApiError, CloseCode, Unauthorized
 from protocol.messages import PROTOCOL
+from protocol.values import ID_PATTERN
 from server.auth import bearer_from, verify_bearer
 from server.conn import Conn
 from server.cors import check_websocket_origin
@@ -54,6 +57,8 @@ from store.sockets import Claim
 log = logging.getLogger(__name__)
 
 __all__ = ["handle"]
+
+_SESSION_ID: Final = re.compile(ID_PATTERN)
 
 
 class Refused(Exception):
@@ -77,8 +82,12 @@ async def authenticate(request: web.Request, rt: Realtime) -> Claim:
     except Unauthorized as err:
         raise Refused(CloseCode.UNAUTHORIZED, err.message) from None
     session_id = query.get("session_id", "")
-    if not session_id or len(session_id) > 64:
+    if not session_id:
         raise Refused(CloseCode.SESSION_NOT_FOUND, "session_id is required")
+    # Checked before the claim: claims share a statement, and a value PostgreSQL cannot hold
+    # (a NUL) must not fail the other sockets' claims in that batch.
+    if not _SESSION_ID.match(session_id):
+        raise Refused(CloseCode.SESSION_NOT_FOUND, "session not found")
     creator_id = request.match_info["creator_id"]
     claim = await rt.ledger.claim(session_id, user_id=caller.user_id, creator_id=creator_id)
     session = claim.session

@@ -18,6 +18,7 @@ from store.embedded import EmbeddedPostgres, free_port
 from store.pg import migrate
 from tests.conftest import ServerFactory, auth
 from tests.test_ws_protocol import LiveFactory, live  # noqa: F401 - the fixture
+from tests.wsutil import Watcher, refused_with, start_watch
 
 WATCH = "/creators/creator_001/channel/live/watch"
 
@@ -141,3 +142,23 @@ async def test_frozen_postgres_answers_503_within_the_deadline(
                 await asyncio.sleep(0.5)
     finally:
         await asyncio.to_thread(own.stop)
+
+
+async def test_a_session_id_the_database_cannot_hold_does_not_break_other_connects(
+    live: LiveFactory,  # noqa: F811
+) -> None:
+    """Connects share one claim statement: a NUL in one must not fail its neighbours."""
+    lv = await live()
+    sid = await start_watch(lv.http, lv.base)
+    codes, watcher = await asyncio.gather(
+        asyncio.gather(
+            *(
+                refused_with(lv.http, lv.ws_base, bad, headers=auth())
+                for bad in ("sess\x00x", "x" * 65, "a b")
+            )
+        ),
+        Watcher.connect(lv.http, lv.ws_base, sid),
+    )
+    assert codes == [4004, 4004, 4004]
+    assert (await watcher.next("hello"))["session"]["session_id"] == sid
+    await watcher.close()
